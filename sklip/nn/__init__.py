@@ -1,0 +1,47 @@
+"""sklip.nn: 1-Lipschitz building blocks in pure PyTorch (no scikit-learn here).
+
+Layers keep a raw weight and a constraint that maps it to a weight of norm at
+most 1; networks built from them are 1-Lipschitz by construction, and
+:func:`lipschitz_bound` certifies it from the actual weights.
+"""
+
+from .activations import FullSort, GroupSort, MaxMin
+from .bounds import conv2d_operator_norm_bound, lipschitz_bound, pairwise_lipschitz_bound
+from .builders import ACTIVATIONS, lipschitz_cnn, lipschitz_mlp, make_activation
+from .constraints import (
+    ConvOperatorNormalize,
+    RowNormalize,
+    SpectralBjorck,
+    bjorck_orthonormalize,
+    gram_spectral_bound,
+)
+from .export import export
+from .layers import ImageView, L2NormPool2d, LipschitzConv2d, LipschitzLinear
+from .losses import hinge_margin_loss, hkr_loss, kr_loss, multiclass_hkr_loss
+
+__all__ = [
+    "ACTIVATIONS",
+    "ConvOperatorNormalize",
+    "FullSort",
+    "GroupSort",
+    "ImageView",
+    "L2NormPool2d",
+    "LipschitzConv2d",
+    "LipschitzLinear",
+    "MaxMin",
+    "RowNormalize",
+    "SpectralBjorck",
+    "bjorck_orthonormalize",
+    "conv2d_operator_norm_bound",
+    "export",
+    "gram_spectral_bound",
+    "hinge_margin_loss",
+    "hkr_loss",
+    "kr_loss",
+    "lipschitz_bound",
+    "lipschitz_cnn",
+    "lipschitz_mlp",
+    "make_activation",
+    "multiclass_hkr_loss",
+    "pairwise_lipschitz_bound",
+]

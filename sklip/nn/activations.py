@@ -1,0 +1,78 @@
+"""Gradient-norm-preserving activations: GroupSort, MaxMin, FullSort.
+
+Sorting is piecewise a permutation of its input, so its Jacobian is a
+permutation matrix almost everywhere: these activations are 1-Lipschitz *and*
+preserve the gradient norm, unlike ReLU, which zeroes part of it (Anil, Lucas &
+Grosse, "Sorting out Lipschitz function approximation", ICML 2019).
+
+Groups are taken along dimension 1 (features, or channels of an image). Group
+``j`` holds the features ``j, j + m, j + 2m, ...`` with ``m = C / group_size``:
+any fixed grouping is equally expressive (the neighbouring linear layers absorb
+the permutation), and this one turns MaxMin into two elementwise operations on
+contiguous halves, the cheapest form of the activation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["FullSort", "GroupSort", "MaxMin"]
+
+
+class GroupSort(nn.Module):
+    """Sort, in ascending order, each group of ``group_size`` features.
+
+    Parameters
+    ----------
+    group_size : int, default=2
+        Must divide the number of features (dimension 1) of the input.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklip.nn import GroupSort
+    >>> GroupSort(2)(torch.tensor([[3.0, -1.0, 0.0, 2.0]]))
+    tensor([[ 0., -1.,  3.,  2.]])
+    """
+
+    def __init__(self, group_size: int = 2) -> None:
+        super().__init__()
+        if not isinstance(group_size, int) or isinstance(group_size, bool) or group_size < 1:
+            raise ValueError(f"group_size must be a positive integer, got {group_size!r}.")
+        self.group_size = group_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        n_features = x.shape[1]
+        if n_features % self.group_size:
+            raise ValueError(
+                f"GroupSort(group_size={self.group_size}) needs a number of features "
+                f"divisible by {self.group_size}, got {n_features}."
+            )
+        if self.group_size == 2:
+            low, high = x.chunk(2, dim=1)
+            return torch.cat((torch.minimum(low, high), torch.maximum(low, high)), dim=1)
+        grouped = x.reshape(
+            x.shape[0], self.group_size, n_features // self.group_size, *x.shape[2:]
+        )
+        return grouped.sort(dim=1).values.reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"group_size={self.group_size}"
+
+
+class MaxMin(GroupSort):
+    """GroupSort with groups of two: ``(min(a, b), max(a, b))`` for each pair."""
+
+    def __init__(self) -> None:
+        super().__init__(group_size=2)
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class FullSort(nn.Module):
+    """Sort all features (dimension 1) in ascending order."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sort(dim=1).values

@@ -1,0 +1,181 @@
+"""Builders of 1-Lipschitz networks: a dense MLP and a small CNN."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from .activations import FullSort, GroupSort
+from .constraints import RowNormalize
+from .layers import ImageView, L2NormPool2d, LipschitzConv2d, LipschitzLinear, check_image_shape
+
+__all__ = ["ACTIVATIONS", "lipschitz_cnn", "lipschitz_mlp", "make_activation"]
+
+ACTIVATIONS = ("groupsort", "fullsort", "relu")
+
+
+def make_activation(name: str) -> nn.Module:
+    """The activation called ``name``: "groupsort" (MaxMin), "fullsort" or "relu"."""
+    if name == "groupsort":
+        return GroupSort(2)
+    if name == "fullsort":
+        return FullSort()
+    if name == "relu":
+        return nn.ReLU()
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}.")
+
+
+def lipschitz_mlp(
+    n_inputs: int,
+    hidden_layer_sizes: Sequence[int],
+    n_outputs: int,
+    activation: str = "groupsort",
+    *,
+    power_iterations: int = 1,
+    bjorck_iterations: int = 15,
+) -> nn.Sequential:
+    """A 1-Lipschitz multilayer perceptron.
+
+    Hidden layers are :class:`LipschitzLinear` (spectral + Björck) followed by
+    the activation; the output layer has unit-norm rows, so each output is
+    1-Lipschitz in the input.
+
+    Parameters
+    ----------
+    n_inputs : int
+    hidden_layer_sizes : sequence of int
+        Widths of the hidden layers (may be empty: a linear model).
+    n_outputs : int
+    activation : {"groupsort", "fullsort", "relu"}, default="groupsort"
+        "groupsort" sorts pairs, so it needs even widths.
+    power_iterations, bjorck_iterations : int
+        Passed to every hidden layer.
+
+    Returns
+    -------
+    nn.Sequential
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklip.nn import lipschitz_mlp
+    >>> net = lipschitz_mlp(2, (16, 16), 1)
+    >>> net(torch.zeros(3, 2)).shape
+    torch.Size([3, 1])
+    """
+    widths = _check_widths(hidden_layer_sizes, "hidden_layer_sizes", activation)
+    _check_positive(n_inputs, "n_inputs")
+    _check_positive(n_outputs, "n_outputs")
+    layers: list[nn.Module] = []
+    previous = n_inputs
+    for width in widths:
+        layers += [
+            LipschitzLinear(
+                previous,
+                width,
+                power_iterations=power_iterations,
+                bjorck_iterations=bjorck_iterations,
+            ),
+            make_activation(activation),
+        ]
+        previous = width
+    layers.append(LipschitzLinear(previous, n_outputs, constraint=RowNormalize()))
+    return nn.Sequential(*layers)
+
+
+def lipschitz_cnn(
+    image_shape: Sequence[int],
+    conv_channels: Sequence[int],
+    hidden_layer_sizes: Sequence[int],
+    n_outputs: int,
+    activation: str = "groupsort",
+    *,
+    kernel_size: int = 3,
+    pooling: bool = True,
+    gram_iterations: int = 6,
+    power_iterations: int = 1,
+    bjorck_iterations: int = 15,
+) -> nn.Sequential:
+    """A 1-Lipschitz convolutional network.
+
+    Each block is a :class:`LipschitzConv2d` ("same" padding), the activation
+    and, with ``pooling``, a 2x2 :class:`L2NormPool2d` while the image is at
+    least 2x2. Then a flatten, the dense head and the output layer, as in
+    :func:`lipschitz_mlp`. The first layer, :class:`ImageView`, accepts flat
+    rows ``(n, C*H*W)`` as well as images ``(n, C, H, W)``.
+
+    Parameters
+    ----------
+    image_shape : (C, H, W)
+    conv_channels : sequence of int
+    hidden_layer_sizes : sequence of int
+        Widths of the dense head.
+    n_outputs : int
+    activation : {"groupsort", "fullsort", "relu"}, default="groupsort"
+    kernel_size : int, default=3
+    pooling : bool, default=True
+    gram_iterations, power_iterations, bjorck_iterations : int
+
+    Returns
+    -------
+    nn.Sequential
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklip.nn import lipschitz_cnn
+    >>> net = lipschitz_cnn((1, 8, 8), (8, 16), (32,), 10)
+    >>> net(torch.zeros(2, 64)).shape
+    torch.Size([2, 10])
+    """
+    channels, height, width = check_image_shape(image_shape)
+    conv_widths = _check_widths(conv_channels, "conv_channels", activation)
+    layers: list[nn.Module] = [ImageView((channels, height, width))]
+    size = (height, width)
+    for out_channels in conv_widths:
+        conv = LipschitzConv2d(
+            channels,
+            out_channels,
+            kernel_size,
+            input_size=size,
+            gram_iterations=gram_iterations,
+        )
+        layers += [conv, make_activation(activation)]
+        channels = out_channels
+        if pooling and min(size) >= 2:
+            layers.append(L2NormPool2d(2))
+            size = (size[0] // 2, size[1] // 2)
+    layers.append(nn.Flatten())
+    head = lipschitz_mlp(
+        channels * size[0] * size[1],
+        hidden_layer_sizes,
+        n_outputs,
+        activation,
+        power_iterations=power_iterations,
+        bjorck_iterations=bjorck_iterations,
+    )
+    return nn.Sequential(*layers, *head)
+
+
+def _check_positive(value: int, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def _check_widths(widths: Sequence[int], name: str, activation: str) -> tuple[int, ...]:
+    make_activation(activation)  # validates the name
+    try:
+        values = tuple(widths)
+    except TypeError:
+        raise ValueError(
+            f"{name} must be a sequence of positive integers, got {widths!r}."
+        ) from None
+    for width in values:
+        _check_positive(width, f"every entry of {name}")
+        if activation == "groupsort" and width % 2:
+            raise ValueError(
+                f"{name} has the odd width {width}: activation='groupsort' sorts pairs, "
+                "so every width must be even."
+            )
+    return values

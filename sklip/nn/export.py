@@ -1,0 +1,78 @@
+"""Export a constrained network to plain PyTorch layers with the weights baked in."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from ._utils import eval_mode
+from .layers import LipschitzConv2d, LipschitzLinear
+
+__all__ = ["export"]
+
+
+def export(module: nn.Module) -> nn.Sequential:
+    """A plain ``nn.Sequential`` computing the same function as ``module``.
+
+    Constrained layers become ``nn.Linear`` / ``nn.Conv2d`` holding the
+    normalised weights that ``module`` applies in eval mode, so inference pays
+    nothing for the constraints. Parameter-free layers (activations, pooling,
+    reshapes) are copied. The result is a detached copy in eval mode: training it
+    further would leave the 1-Lipschitz set.
+
+    Parameters
+    ----------
+    module : nn.Module
+        An ``nn.Sequential`` (possibly nested) of sklip layers and standard
+        layers.
+
+    Returns
+    -------
+    nn.Sequential
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklip.nn import export, lipschitz_mlp
+    >>> net = lipschitz_mlp(4, (8,), 1).eval()
+    >>> x = torch.randn(5, 4)
+    >>> torch.allclose(export(net)(x), net(x), atol=1e-6)
+    True
+    """
+    with eval_mode(module), torch.no_grad():
+        layers = [_export_layer(layer) for layer in _children(module)]
+    return nn.Sequential(*layers).eval()
+
+
+def _children(module: nn.Module) -> list[nn.Module]:
+    if isinstance(module, nn.Sequential):
+        return [leaf for child in module for leaf in _children(child)]
+    return [module]
+
+
+def _export_layer(layer: nn.Module) -> nn.Module:
+    if isinstance(layer, LipschitzLinear):
+        plain = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    elif isinstance(layer, LipschitzConv2d):
+        plain = nn.Conv2d(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            stride=layer.stride,
+            padding=layer.padding,
+            bias=layer.bias is not None,
+        )
+    else:
+        if any(True for _ in layer.parameters(recurse=False)) and not isinstance(
+            layer, nn.Linear | nn.Conv2d
+        ):
+            raise TypeError(f"Cannot export layer {layer.__class__.__name__}: unknown parameters.")
+        return copy.deepcopy(layer)
+    reference = layer.weight
+    plain = plain.to(device=reference.device, dtype=reference.dtype)
+    plain.weight.copy_(layer.normalized_weight())
+    if layer.bias is not None:
+        plain.bias.copy_(layer.bias)
+    return plain

@@ -1,0 +1,40 @@
+"""Test helpers: independent measurements to check sklip's claims against."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+
+def conv_operator_norm(
+    kernel: Tensor, image_shape: tuple[int, int, int], padding: int, iterations: int = 200
+) -> float:
+    """Power iteration on the actual convolution operator (conv then conv_transpose).
+
+    A *lower* estimate of the operator norm that converges to it: what a bound
+    must never be below.
+    """
+    kernel = kernel.detach().double()
+    generator = torch.Generator().manual_seed(0)
+    u = torch.randn(1, *image_shape, dtype=torch.float64, generator=generator)
+    for _ in range(iterations):
+        u = F.conv_transpose2d(F.conv2d(u, kernel, padding=padding), kernel, padding=padding)
+        u = u / u.norm()
+    return float(F.conv2d(u, kernel, padding=padding).norm())
+
+
+def max_slope(f, x: Tensor, x2: Tensor) -> float:
+    """Largest |f(x) - f(x')| / ||x - x'|| over the rows (outputs summed if 1-D)."""
+    with torch.no_grad():
+        gaps = (f(x) - f(x2)).reshape(len(x), -1).norm(dim=1)
+    return float((gaps / (x - x2).reshape(len(x), -1).norm(dim=1)).max())
+
+
+def random_pairs(n: int, shape: tuple[int, ...], seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Pairs of inputs, half far apart and half very close (where slopes peak)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, *shape, generator=generator)
+    far = torch.randn(n // 2, *shape, generator=generator)
+    near = x[n // 2 :] + 1e-2 * torch.randn(n - n // 2, *shape, generator=generator)
+    return x, torch.cat((far, near))

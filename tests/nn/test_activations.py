@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+from sklip.nn import FullSort, GroupSort, L2NormPool2d, MaxMin
+from tests.helpers import max_slope, random_pairs
+
+
+def test_groupsort_sorts_each_strided_group():
+    # Four features, groups of two: (x0, x2) and (x1, x3).
+    x = torch.tensor([[3.0, -1.0, 0.0, 2.0]])
+    assert torch.equal(GroupSort(2)(x), torch.tensor([[0.0, -1.0, 3.0, 2.0]]))
+    # Groups of three among six features: (x0, x2, x4) and (x1, x3, x5).
+    x = torch.tensor([[5.0, 0.0, 1.0, 2.0, 3.0, 1.0]])
+    assert torch.equal(GroupSort(3)(x), torch.tensor([[1.0, 0.0, 3.0, 1.0, 5.0, 2.0]]))
+
+
+def test_maxmin_is_groupsort_two_and_fullsort_sorts_everything():
+    torch.manual_seed(0)
+    x = torch.randn(5, 8)
+    assert torch.equal(MaxMin()(x), GroupSort(2)(x))
+    assert torch.equal(FullSort()(x), x.sort(dim=1).values)
+    # The group-2 fast path agrees with the general sort.
+    general = x.reshape(5, 2, 4).sort(dim=1).values.reshape(5, 8)
+    assert torch.equal(GroupSort(2)(x), general)
+
+
+@pytest.mark.parametrize(
+    "activation", [GroupSort(2), GroupSort(4), FullSort()], ids=["gs2", "gs4", "full"]
+)
+@pytest.mark.parametrize("shape", [(16, 8), (4, 8, 3, 3)])
+def test_sorting_activations_preserve_the_gradient_norm(activation, shape):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(*shape, dtype=torch.float64)
+    (activation(x) * upstream).sum().backward()
+    per_sample = x.grad.reshape(shape[0], -1).norm(dim=1)
+    assert torch.allclose(per_sample, upstream.reshape(shape[0], -1).norm(dim=1), rtol=1e-12)
+
+
+def test_groupsort_rejects_indivisible_widths():
+    with pytest.raises(ValueError, match="divisible by 2"):
+        GroupSort(2)(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="group_size"):
+        GroupSort(0)
+
+
+def test_l2_norm_pool_takes_window_norms():
+    x = torch.tensor([[[[3.0, 4.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]]])
+    assert torch.allclose(L2NormPool2d(2)(x), torch.tensor([[[[5.0, 1.0]]]]))
+
+
+@pytest.mark.parametrize("kernel, stride", [(2, None), (3, 1), (2, 1)])
+def test_l2_norm_pool_is_one_lipschitz(kernel, stride):
+    pool = L2NormPool2d(kernel, stride)
+    x, x2 = random_pairs(1000, (3, 6, 6))
+    assert max_slope(pool, x, x2) <= 1 + 1e-6
+    # The overlapping scale is needed: a constant image reaches the bound's order.
+    ones = torch.ones(1, 1, 6, 6)
+    ratio = pool(ones).norm() / ones.norm()
+    assert ratio <= 1 + 1e-6
+
+
+def test_l2_norm_pool_has_finite_gradient_at_zero():
+    x = torch.zeros(1, 2, 4, 4, requires_grad=True)
+    L2NormPool2d(2)(x).sum().backward()
+    assert torch.isfinite(x.grad).all()

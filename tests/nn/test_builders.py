@@ -1,0 +1,61 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sklip.nn import (
+    FullSort,
+    GroupSort,
+    L2NormPool2d,
+    LipschitzConv2d,
+    LipschitzLinear,
+    lipschitz_cnn,
+    lipschitz_mlp,
+)
+
+
+def test_mlp_has_the_requested_structure():
+    net = lipschitz_mlp(5, (8, 6), 3, "fullsort")
+    linears = [layer for layer in net if isinstance(layer, LipschitzLinear)]
+    assert [(lin.in_features, lin.out_features) for lin in linears] == [(5, 8), (8, 6), (6, 3)]
+    assert sum(isinstance(layer, FullSort) for layer in net) == 2
+    assert net(torch.zeros(4, 5)).shape == (4, 3)
+
+
+def test_cnn_pools_after_each_block_and_accepts_flat_or_image_input():
+    torch.manual_seed(0)
+    net = lipschitz_cnn((1, 8, 8), (4, 8), (16,), 2).eval()
+    convs = [layer for layer in net if isinstance(layer, LipschitzConv2d)]
+    assert [conv.input_size for conv in convs] == [(8, 8), (4, 4)]
+    assert sum(isinstance(layer, L2NormPool2d) for layer in net) == 2
+    assert any(isinstance(layer, GroupSort) for layer in net)
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.equal(net(x), net(x.reshape(3, 64)))
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: lipschitz_mlp(4, (8, 7), 1), "odd width 7"),
+        (lambda: lipschitz_mlp(4, (8, 0), 1), "hidden_layer_sizes"),
+        (lambda: lipschitz_mlp(4, 8, 1), "sequence"),
+        (lambda: lipschitz_mlp(0, (8,), 1), "n_inputs"),
+        (lambda: lipschitz_mlp(4, (8,), 1, "tanh"), "activation"),
+        (lambda: lipschitz_cnn((1, 8), (4,), (8,), 1), "image_shape"),
+        (lambda: lipschitz_cnn((1, 8, 8), (3,), (8,), 1), "odd width 3"),
+    ],
+)
+def test_impossible_networks_are_refused_with_a_clear_message(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_odd_widths_are_fine_without_groupsort():
+    assert lipschitz_mlp(4, (7,), 1, "relu")(torch.zeros(1, 4)).shape == (1, 1)
+
+
+def test_sklip_nn_does_not_import_scikit_learn():
+    code = "import sys, sklip.nn; print(any(m.startswith('sklearn') for m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr

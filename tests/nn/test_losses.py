@@ -1,0 +1,120 @@
+import pytest
+import torch
+
+from sklip.nn import hinge_margin_loss, hkr_loss, kr_loss, multiclass_hkr_loss
+
+Y = torch.tensor([1.0, 1.0, -1.0, -1.0])
+W = torch.tensor([1.0, 3.0, 2.0, 2.0])
+
+# Multiclass example: 4 points, 3 classes. The expected values are worked out by
+# hand in the comments of each test.
+F3 = torch.tensor([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0], [-1.0, 0.0, 1.0], [3.0, -1.0, 0.0]])
+Y3 = torch.tensor([0, 1, 2, 0])
+W3 = torch.tensor([2.0, 1.0, 1.0, 1.0])
+
+
+def test_kr_is_the_difference_of_class_means():
+    f = torch.tensor([2.0, 1.0, -1.0, 0.0])
+    # (2 + 1) / 2 - (-1 + 0) / 2
+    assert kr_loss(f, Y).item() == pytest.approx(2.0)
+    # weighted: (2*1 + 1*3) / 4 - (-1*2 + 0*2) / 4 = 1.25 + 0.5
+    assert kr_loss(f, Y, W).item() == pytest.approx(1.75)
+    assert kr_loss(f[:, None], Y).item() == pytest.approx(2.0)
+
+
+def test_hinge_is_the_weighted_mean_margin_violation():
+    f = torch.tensor([2.0, 0.5, -1.0, 0.5])
+    # violations (1 - y f)+ = [0, 0.5, 0, 1.5]
+    assert hinge_margin_loss(f, Y, margin=1.0).item() == pytest.approx(0.5)
+    # weighted: (0.5 * 3 + 1.5 * 2) / 8
+    assert hinge_margin_loss(f, Y, 1.0, W).item() == pytest.approx(0.5625)
+    # margin 2: [0, 1.5, 1, 2.5] / 4
+    assert hinge_margin_loss(f, Y, margin=2.0).item() == pytest.approx(1.25)
+
+
+def test_hkr_combines_both_terms():
+    f = torch.tensor([2.0, 0.5, -1.0, 0.5])
+    # KR = 1.25 - (-0.25) = 1.5, hinge = 0.5: 2 * 0.5 - 1.5
+    assert hkr_loss(f, Y, alpha=2.0, margin=1.0).item() == pytest.approx(-0.5)
+    # weighted KR = (2 + 1.5) / 4 - (-2 + 1) / 4 = 1.125, hinge 0.5625: 2 * 0.5625 - 1.125
+    assert hkr_loss(f, Y, alpha=2.0, margin=1.0, sample_weight=W).item() == pytest.approx(0.0)
+
+
+def test_hkr_without_hinge_is_minus_kr():
+    torch.manual_seed(0)
+    f = torch.randn(10)
+    y = torch.tensor([1.0, -1.0] * 5)
+    w = torch.rand(10)
+    assert hkr_loss(f, y, alpha=0.0, sample_weight=w).item() == pytest.approx(
+        -kr_loss(f, y, w).item()
+    )
+
+
+def test_multiclass_hkr_matches_the_hand_computation():
+    # KR_0 = mean(1, 3) - mean(0, -1) = 2.5; KR_1 = 2 - (-1/3); KR_2 = 1 - (-1/3)
+    # mean KR = 37 / 18. Hinge violations per output: 1, 2, 2 out of 4 points:
+    # mean hinge = (1/4 + 2/4 + 2/4) / 3 = 5 / 12. Loss = 2 * 5/12 - 37/18 = -11/9.
+    loss = multiclass_hkr_loss(F3, Y3, alpha=2.0, margin=1.0)
+    assert loss.item() == pytest.approx(-11 / 9)
+
+
+def test_multiclass_hkr_with_weights_matches_the_hand_computation():
+    # KR_0 = 5/3 + 1/2, KR_1 = 2 + 1/4, KR_2 = 1 + 1/2: mean 71/36.
+    # Hinge per output (total weight 5): 1/5, 3/5, 2/5: mean 2/5.
+    loss = multiclass_hkr_loss(F3, Y3, alpha=2.0, margin=1.0, sample_weight=W3)
+    assert loss.item() == pytest.approx(2 * 2 / 5 - 71 / 36)
+
+
+def test_multiclass_with_two_antisymmetric_outputs_is_the_binary_loss():
+    torch.manual_seed(0)
+    f = torch.randn(12)
+    labels = torch.randint(0, 2, (12,))
+    w = torch.rand(12)
+    binary = hkr_loss(f, 2.0 * labels - 1, alpha=3.0, margin=0.7, sample_weight=w)
+    multi = multiclass_hkr_loss(
+        torch.stack((-f, f), dim=1), labels, alpha=3.0, margin=0.7, sample_weight=w
+    )
+    assert multi.item() == pytest.approx(binary.item(), rel=1e-6)
+
+
+def test_global_class_sums_make_batches_unbiased():
+    # A batch of only positives gets the weight its class has in the whole set.
+    torch.manual_seed(0)
+    n, batch = 40, 10
+    f = torch.randn(n)
+    y = torch.where(torch.arange(n) < 30, 1.0, -1.0)  # imbalanced, sorted by class
+    w = torch.rand(n) + 0.5
+    totals = torch.stack(((w * (y < 0)).sum(), (w * (y > 0)).sum()))
+    full = hkr_loss(f, y, 2.0, 1.0, w)
+    batches = [
+        hkr_loss(f[i : i + batch], y[i : i + batch], 2.0, 1.0, w[i : i + batch], totals * batch / n)
+        for i in range(0, n, batch)
+    ]
+    assert torch.stack(batches).mean().item() == pytest.approx(full.item(), rel=1e-6)
+
+    labels = (y > 0).long()
+    class_totals = torch.stack([(w * (labels == k)).sum() for k in range(2)])
+    full_multi = multiclass_hkr_loss(torch.stack((-f, f), 1), labels, 2.0, 1.0, w)
+    batches_multi = [
+        multiclass_hkr_loss(
+            torch.stack((-f, f), 1)[i : i + batch],
+            labels[i : i + batch],
+            2.0,
+            1.0,
+            w[i : i + batch],
+            class_totals * batch / n,
+        )
+        for i in range(0, n, batch)
+    ]
+    assert torch.stack(batches_multi).mean().item() == pytest.approx(full_multi.item(), rel=1e-6)
+
+
+def test_losses_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match="y_true"):
+        kr_loss(torch.zeros(4), torch.zeros(3))
+    with pytest.raises(ValueError, match="sample_weight"):
+        hinge_margin_loss(torch.zeros(4), Y, 1.0, torch.ones(5))
+    with pytest.raises(ValueError, match="y_pred"):
+        hkr_loss(torch.zeros(4, 2), Y)
+    with pytest.raises(ValueError, match=r"\(n, K\)"):
+        multiclass_hkr_loss(torch.zeros(4), Y3)
