@@ -1,9 +1,11 @@
 """sklip: certifiably robust 1-Lipschitz neural networks for scikit-learn.
 
-The torch building blocks are in :mod:`sklip.nn`; the scikit-learn estimators
-(``LipschitzClassifier``, ``WassersteinEstimator``) build on them.
+The estimators are exported here; the torch building blocks are in
+:mod:`sklip.nn`.
 """
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["__version__"]
+from .classifier import LipschitzClassifier
+
+__all__ = ["LipschitzClassifier", "__version__"]

@@ -17,7 +17,14 @@ from .constraints import (
 )
 from .export import export
 from .layers import ImageView, L2NormPool2d, LipschitzConv2d, LipschitzLinear
-from .losses import hinge_margin_loss, hkr_loss, kr_loss, multiclass_hkr_loss
+from .losses import (
+    hinge_margin_loss,
+    hkr_loss,
+    kr_loss,
+    multiclass_hinge_loss,
+    multiclass_hkr_loss,
+    multiclass_kr_loss,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -42,6 +49,8 @@ __all__ = [
     "lipschitz_cnn",
     "lipschitz_mlp",
     "make_activation",
+    "multiclass_hinge_loss",
     "multiclass_hkr_loss",
+    "multiclass_kr_loss",
     "pairwise_lipschitz_bound",
 ]

@@ -30,7 +30,14 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["hinge_margin_loss", "hkr_loss", "kr_loss", "multiclass_hkr_loss"]
+__all__ = [
+    "hinge_margin_loss",
+    "hkr_loss",
+    "kr_loss",
+    "multiclass_hinge_loss",
+    "multiclass_hkr_loss",
+    "multiclass_kr_loss",
+]
 
 
 def kr_loss(
@@ -126,6 +133,46 @@ def hkr_loss(
     return alpha * hinge - kr
 
 
+def multiclass_kr_loss(
+    y_pred: Tensor,
+    y_true: Tensor,
+    sample_weight: Tensor | None = None,
+    class_weight_sums: Tensor | None = None,
+) -> Tensor:
+    r"""One-vs-all KR term, averaged over the ``K`` outputs.
+
+    .. math::
+        \frac1K \sum_k \left(E_w[f_k \mid y=k] - E_w[f_k \mid y \ne k]\right)
+
+    ``class_weight_sums`` holds the ``K`` per-class totals :math:`S_k`; the
+    "rest" of class ``k`` weighs :math:`\sum_j S_j - S_k`.
+    """
+    member, w, class_sums = _one_vs_all(y_pred, y_true, sample_weight, class_weight_sums)
+    rest_sums = class_sums.sum() - class_sums
+    weighted = w[:, None] * y_pred
+    inside = (weighted * member).sum(0) / class_sums.clamp_min(1e-12)
+    outside = (weighted * (1 - member)).sum(0) / rest_sums.clamp_min(1e-12)
+    return (inside - outside).mean()
+
+
+def multiclass_hinge_loss(
+    y_pred: Tensor,
+    y_true: Tensor,
+    margin: float = 1.0,
+    sample_weight: Tensor | None = None,
+    class_weight_sums: Tensor | None = None,
+) -> Tensor:
+    r"""One-vs-all margin hinge, averaged over the ``K`` outputs.
+
+    .. math::
+        \frac1K \sum_k E_w[(m - s_{ik} f_{ik})_+], \qquad
+        s_{ik} = +1 \text{ if } y_i = k \text{ else } -1
+    """
+    member, w, class_sums = _one_vs_all(y_pred, y_true, sample_weight, class_weight_sums)
+    signs = 2 * member - 1
+    return (w[:, None] * F.relu(margin - signs * y_pred)).sum(0).mean() / class_sums.sum()
+
+
 def multiclass_hkr_loss(
     y_pred: Tensor,
     y_true: Tensor,
@@ -146,10 +193,10 @@ def multiclass_hkr_loss(
     .. math::
         L = \frac1K \sum_k \left(-\mathrm{KR}_k + \alpha H_k\right)
 
-    ``class_weight_sums`` holds the ``K`` per-class totals :math:`S_k`; the
-    "rest" of class ``k`` weighs :math:`\sum_j S_j - S_k`. With ``K = 2`` and
-    antisymmetric outputs :math:`f_0 = -f_1`, both one-vs-all problems equal the
-    binary one, so the loss equals :func:`hkr_loss` of :math:`f_1`.
+    (:func:`multiclass_kr_loss` and :func:`multiclass_hinge_loss` are the two
+    terms.) With ``K = 2`` and antisymmetric outputs :math:`f_0 = -f_1`, both
+    one-vs-all problems equal the binary one, so the loss equals
+    :func:`hkr_loss` of :math:`f_1`.
 
     Parameters
     ----------
@@ -159,6 +206,7 @@ def multiclass_hkr_loss(
     alpha, margin : float
     sample_weight : Tensor of shape (n,), optional
     class_weight_sums : Tensor of shape (K,), optional
+        Per-class weight totals; see the module docstring for mini-batches.
 
     Examples
     --------
@@ -168,26 +216,28 @@ def multiclass_hkr_loss(
     >>> multiclass_hkr_loss(torch.stack([-f1, f1], 1), torch.tensor([1, 1, 0, 0]), alpha=2.0)
     tensor(-0.5000)
     """
+    kr = multiclass_kr_loss(y_pred, y_true, sample_weight, class_weight_sums)
+    hinge = multiclass_hinge_loss(y_pred, y_true, margin, sample_weight, class_weight_sums)
+    return alpha * hinge - kr
+
+
+def _one_vs_all(
+    y_pred: Tensor,
+    y_true: Tensor,
+    sample_weight: Tensor | None,
+    class_weight_sums: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Membership matrix (n, K), weights (n,) and per-class weight totals (K,)."""
     if y_pred.dim() != 2:
         raise ValueError(f"y_pred must have shape (n, K), got {tuple(y_pred.shape)}.")
     n, n_classes = y_pred.shape
     if y_true.shape != (n,):
         raise ValueError(f"y_true must have shape ({n},), got {tuple(y_true.shape)}.")
     w = _weights(sample_weight, n, y_pred)
-    member = F.one_hot(y_true.long(), n_classes).to(y_pred.dtype)  # (n, K)
+    member = F.one_hot(y_true.long(), n_classes).to(y_pred.dtype)
     if class_weight_sums is None:
-        class_sums = (w[:, None] * member).sum(0)
-    else:
-        class_sums = class_weight_sums.to(y_pred)
-    total = class_sums.sum()
-    rest_sums = total - class_sums
-    weighted = w[:, None] * y_pred
-    kr = (weighted * member).sum(0) / class_sums.clamp_min(1e-12) - (weighted * (1 - member)).sum(
-        0
-    ) / rest_sums.clamp_min(1e-12)
-    signs = 2 * member - 1
-    hinge = (w[:, None] * F.relu(margin - signs * y_pred)).sum(0) / total
-    return (alpha * hinge - kr).mean()
+        return member, w, (w[:, None] * member).sum(0)
+    return member, w, class_weight_sums.to(y_pred)
 
 
 def _weights(sample_weight: Tensor | None, n: int, like: Tensor) -> Tensor:

@@ -1,0 +1,201 @@
+"""The base of sklip's estimators: parameters, data, the network, the device.
+
+Subclasses (:class:`~sklip.LipschitzClassifier`, ``WassersteinEstimator``) say
+what differs: how labels become training targets, which objective, which
+validation score, what is reported. Everything else, from input validation to
+pickling a CUDA-fitted model for a CPU-only machine, lives here once.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from numbers import Integral, Real
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+
+from ._training import HKRObjective, StoppingRule, TrainingSet, train
+from .nn import ACTIVATIONS, export, lipschitz_bound, lipschitz_cnn, lipschitz_mlp
+
+_PREDICT_CHUNK = 8192  # rows per forward pass at predict time: bounds memory
+
+
+class LipschitzEstimatorBase(BaseEstimator):
+    """Shared machinery; not an estimator by itself."""
+
+    _parameter_constraints: ClassVar[dict] = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "image_shape": [None, "array-like"],
+        "conv_channels": ["array-like"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "margin": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+    }
+
+    # ------------------------------------------------------------------ data
+    def _validate_X(self, X: Any, y: Any = "no_validation", *, reset: bool) -> Any:
+        """Validated float32 features (and labels); image batches are flattened."""
+        return validate_data(self, self._flatten_images(X), y, reset=reset, dtype=np.float32)
+
+    def _flatten_images(self, X: Any) -> Any:
+        if self.image_shape is not None and getattr(X, "ndim", 2) == 4:
+            X = np.asarray(X)
+            return X.reshape(X.shape[0], -1)
+        return X
+
+    def _image_shape_for(self, n_features: int) -> tuple[int, int, int]:
+        """``image_shape`` with a -1 entry inferred, checked against n_features."""
+        shape = [int(s) for s in self.image_shape]
+        if (
+            len(shape) != 3
+            or sum(s == -1 for s in shape) > 1
+            or any(s < 1 and s != -1 for s in shape)
+        ):
+            raise ValueError(
+                f"image_shape must be three positive integers (C, H, W), one of which may "
+                f"be -1 (inferred), got {self.image_shape!r}."
+            )
+        known = math.prod(s for s in shape if s != -1)
+        if -1 in shape and n_features % known == 0:
+            shape[shape.index(-1)] = n_features // known
+        if math.prod(shape) != n_features:
+            raise ValueError(
+                f"image_shape={tuple(self.image_shape)} does not fit the data: it needs "
+                f"n_features = {math.prod(shape)}, got n_features = {n_features}."
+            )
+        return tuple(shape)
+
+    # --------------------------------------------------------------- network
+    def _hidden_sizes(self) -> tuple[int, ...]:
+        sizes = self.hidden_layer_sizes
+        return (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
+
+    def _build_module(self, n_features: int, n_outputs: int) -> nn.Module:
+        if self.image_shape is None:
+            return lipschitz_mlp(n_features, self._hidden_sizes(), n_outputs, self.activation)
+        return lipschitz_cnn(
+            self._image_shape_for(n_features),
+            tuple(self.conv_channels),
+            self._hidden_sizes(),
+            n_outputs,
+            self.activation,
+        )
+
+    def _fit_network(
+        self,
+        data: TrainingSet,
+        objective: HKRObjective,
+        n_outputs: int,
+        validation_score: Any,
+        rng: np.random.RandomState,
+    ) -> None:
+        """Build (or, with warm_start, keep) the network and train it on ``data``."""
+        init_seed, batch_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
+        # Train a copy and publish it only at the end: a fit that raises leaves
+        # the estimator as it was (never a diverged, NaN-predicting network).
+        if self.warm_start and hasattr(self, "module_"):
+            module = copy.deepcopy(self.module_)
+            history, n_iter = list(self.history_), self.n_iter_
+        else:
+            # Seed a private copy of torch's RNG: the user's global state is untouched.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(init_seed)
+                module = self._build_module(data.X.shape[1], n_outputs)
+            history, n_iter = [], 0
+        module.to(self.device_)
+        optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate)
+        generator = torch.Generator(device=self.device_).manual_seed(batch_seed)
+        n_iter += train(
+            module,
+            optimizer,
+            data,
+            objective,
+            batch_size=self.batch_size,
+            max_epochs=self.max_epochs,
+            generator=generator,
+            stopping=StoppingRule(self.n_iter_no_change, self.tol),
+            validation_score=validation_score,
+            history=history,
+            verbose=self.verbose,
+        )
+        self.module_, self.history_, self.n_iter_ = module, history, n_iter
+        self.loss_curve_ = [record["loss"] for record in self.history_]
+        self.lipschitz_constant_ = lipschitz_bound(self.module_)
+
+    def _training_set(
+        self, X: np.ndarray, targets: np.ndarray, weights: np.ndarray, class_sums: np.ndarray
+    ) -> TrainingSet:
+        """Move the training arrays to ``device_`` once, for the whole fit."""
+        tensors = [
+            torch.as_tensor(array, device=self.device_)
+            for array in (X, targets, weights, class_sums)
+        ]
+        return TrainingSet(*tensors)
+
+    def _outputs(self, X: np.ndarray, module: nn.Module | None = None) -> np.ndarray:
+        """Outputs ``(n, n_outputs)``, float64, of ``module`` (default ``module_``)."""
+        module = self.module_ if module is None else module
+        module.eval()
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, X.shape[0], _PREDICT_CHUNK):
+                chunk = torch.as_tensor(X[start : start + _PREDICT_CHUNK], device=self.device_)
+                outputs.append(module(chunk).cpu().numpy())
+        if not outputs:
+            return np.empty((0, module[-1].out_features))
+        return np.concatenate(outputs).astype(np.float64)
+
+    def _forward(self, X: Any) -> np.ndarray:
+        """Network outputs for new data, validated against the fitted data."""
+        check_is_fitted(self, "module_")
+        return self._outputs(self._validate_X(X, reset=False))
+
+    def to_torch(self) -> nn.Sequential:
+        """The fitted network as a plain ``nn.Sequential`` (weights baked in).
+
+        It computes exactly what :meth:`decision_function` computes, on the
+        fitted device, with no constraint overhead: for deployment or further
+        analysis in PyTorch.
+        """
+        check_is_fitted(self, "module_")
+        return export(self.module_)
+
+    # -------------------------------------------------------------- pickling
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        if "module_" in state:
+            # Pickles hold CPU tensors only, so a CUDA-fitted model loads anywhere.
+            state["module_"] = copy.deepcopy(self.module_).cpu()
+            state["device_"] = torch.device("cpu")
+            state["_fitted_device"] = str(self.device_)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        fitted_device = state.pop("_fitted_device", None)
+        super().__setstate__(state)
+        if fitted_device is not None:
+            device = torch.device(fitted_device)
+            if device.type == "cuda" and torch.cuda.is_available():
+                self.device_ = (
+                    device
+                    if device.index is None or (device.index < torch.cuda.device_count())
+                    else torch.device("cuda")
+                )
+                self.module_.to(self.device_)

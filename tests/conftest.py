@@ -1,0 +1,40 @@
+import pytest
+import torch
+from sklearn.datasets import load_digits, make_moons
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def standardised_split(X, y, seed=0):
+    """75/25 stratified split, features standardised on the training part."""
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=seed
+    )
+    scaler = StandardScaler().fit(X_train)
+    return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
+
+
+@pytest.fixture(scope="session")
+def digits_0_vs_8():
+    X, y = load_digits(return_X_y=True)
+    keep = (y == 0) | (y == 8)
+    return standardised_split(X[keep], y[keep])
+
+
+@pytest.fixture(scope="session")
+def digits_10():
+    return standardised_split(*load_digits(return_X_y=True))
+
+
+@pytest.fixture(scope="session")
+def moons():
+    return standardised_split(*make_moons(2000, noise=0.2, random_state=0))
