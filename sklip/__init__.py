@@ -1,11 +1,27 @@
 """sklip: certifiably robust 1-Lipschitz neural networks for scikit-learn.
 
 The estimators are exported here; the torch building blocks are in
-:mod:`sklip.nn`.
+:mod:`sklip.nn`, which does not need scikit-learn: the estimators are imported
+on first use, so ``import sklip.nn`` stays a pure PyTorch import.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0.dev0"
 
-from .classifier import LipschitzClassifier
+_LAZY = {"LipschitzClassifier": "sklip.classifier"}
 
 __all__ = ["LipschitzClassifier", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sklip' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -30,7 +30,7 @@ def test_demo_runs():
         [sys.executable, "-m", "sklip"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert "certified bound" in result.stdout
+    assert "0 flipped (proof)" in result.stdout
 
 
 def test_torch_requirement_admits_the_local_cpu_build():
