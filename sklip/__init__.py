@@ -12,9 +12,13 @@ from typing import Any
 
 __version__ = "0.1.0.dev0"
 
-_LAZY = {"LipschitzClassifier": "sklip.classifier"}
+_LAZY = {
+    "LipschitzClassifier": "sklip.classifier",
+    "WassersteinEstimator": "sklip.wasserstein",
+    "wasserstein_distance": "sklip.wasserstein",
+}
 
-__all__ = ["LipschitzClassifier", "__version__"]
+__all__ = ["LipschitzClassifier", "WassersteinEstimator", "__version__", "wasserstein_distance"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,362 @@
+r"""Wasserstein-1 between two sample sets by the Kantorovich-Rubinstein dual.
+
+.. math::
+    W_1(P, Q) = \max_{\mathrm{Lip}(f) \le 1} \; E_Q[f] - E_P[f]
+
+A 1-Lipschitz network is trained to maximise the right-hand side (the "critic"
+of Wasserstein GANs, here with an exact Lipschitz guarantee instead of a
+penalty). Its dual value estimates the distance; dividing it by the network's
+computed Lipschitz bound gives a *guaranteed* lower bound of the distance
+between the two empirical measures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import ClassifierMixin, _fit_context
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+
+from ._base import _PREDICT_CHUNK, LipschitzEstimatorBase
+from ._device import resolve_device
+from ._training import HKRObjective
+from .nn import export
+
+__all__ = ["WassersteinEstimator", "wasserstein_distance"]
+
+
+class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
+    r"""Wasserstein-1 distance between two sample sets, with its optimal potential.
+
+    ``fit(X, y)`` takes the two sets stacked in ``X``, ``y`` telling them apart
+    (exactly two labels). A 1-Lipschitz network ``f`` is trained to maximise the
+    Kantorovich-Rubinstein dual
+
+    .. math::
+        \mathrm{KR}(f) = E_w[f \mid y = \text{classes\_}[1]] - E_w[f \mid y = \text{classes\_}[0]]
+
+    whose maximum over 1-Lipschitz ``f`` is :math:`W_1` between the two
+    (sample-weighted) empirical measures. ``alpha > 0`` adds the HKR hinge,
+    which also makes ``f`` a robust classifier of the two sets.
+
+    Why held-out early stopping is on by default: with few samples in high
+    dimension, the empirical measures are farther apart than the populations
+    they come from (each point is isolated, so exact optimal transport between
+    the samples, e.g. POT's ``emd2``, is biased upward, increasingly with the
+    dimension). A critic trained to convergence learns those sample
+    particularities: its dual value on the training points overshoots while its
+    value on new points drops. Keeping the critic with the best *held-out* dual
+    value targets the population distance instead.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or tuple of int, default=(128, 128)
+    image_shape : tuple (C, H, W) or None, default=None
+        Convolutional critic for images, as in :class:`LipschitzClassifier`.
+    conv_channels : tuple of int, default=(16, 32)
+    activation : {"groupsort", "fullsort", "relu"}, default="groupsort"
+    alpha : float, default=0.0
+        Hinge weight; 0 gives the pure Kantorovich-Rubinstein critic.
+    margin : float, default=1.0
+        Hinge margin (only used when ``alpha > 0``).
+    max_epochs : int, default=100
+    batch_size : int, default=512
+    learning_rate : float, default=5e-3
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of each set, keep the critic with the
+        best held-out dual value, stop after ``n_iter_no_change`` epochs
+        without a gain of ``tol``.
+    validation_fraction : float, default=0.2
+    n_iter_no_change : int, default=10
+    tol : float, default=1e-4
+    device : str or torch.device, default="auto"
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+    warm_start : bool, default=False
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        The two set labels; ``f`` is larger on ``classes_[1]``.
+    distance_ : float
+        Dual value of the critic on all the data given to ``fit``: the estimate
+        of :math:`W_1`.
+    lower_bound_ : float
+        ``distance_ / lipschitz_constant_``: a guaranteed lower bound of the
+        :math:`W_1` between the two empirical measures given to ``fit``.
+    validation_distance_ : float
+        Dual value on the held-out part only (with early stopping).
+    lipschitz_constant_ : float
+    offset_ : float
+        Subtracted from the network's output in ``decision_function``.
+    module_, device_, n_features_in_, n_iter_, loss_curve_, history_
+        As in :class:`LipschitzClassifier`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklip import WassersteinEstimator
+    >>> rng = np.random.RandomState(0)
+    >>> P, Q = rng.normal(size=(500, 2)), rng.normal(size=(500, 2)) + [3.0, 4.0]
+    >>> X, y = np.vstack([P, Q]), np.repeat([0, 1], 500)
+    >>> est = WassersteinEstimator(random_state=0).fit(X, y)
+    >>> round(est.distance_)  # the true W1 is the translation's length, 5
+    5
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(128, 128),
+        image_shape=None,
+        conv_channels=(16, 32),
+        activation="groupsort",
+        alpha=0.0,
+        margin=1.0,
+        max_epochs=100,
+        batch_size=512,
+        learning_rate=5e-3,
+        early_stopping=True,
+        validation_fraction=0.2,
+        n_iter_no_change=10,
+        tol=1e-4,
+        device="auto",
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.image_shape = image_shape
+        self.conv_channels = conv_channels
+        self.activation = activation
+        self.alpha = alpha
+        self.margin = margin
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> WassersteinEstimator:
+        """Train the critic between the two sets of ``X`` that ``y`` labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Both sample sets, stacked.
+        y : array-like of shape (n_samples,)
+            Exactly two distinct labels: which set each row belongs to.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights: each set is the weighted empirical measure
+            (its weights need not sum to anything in particular).
+
+        Returns
+        -------
+        self
+        """
+        warm = self.warm_start and hasattr(self, "module_")
+        X, y = self._validate_X(X, y, reset=not warm)
+        check_classification_targets(y)
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float32, ensure_non_negative=True)
+        labels = self._encode_sets(y, weights, warm)
+        self.device_ = resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+
+        X_train, labels_train, weights_train = X, labels, weights
+        validation_score = None
+        if self.early_stopping:
+            X_train, X_val, labels_train, labels_val, weights_train, weights_val = (
+                train_test_split(
+                    X, labels, weights,
+                    test_size=self.validation_fraction,
+                    stratify=labels,
+                    random_state=rng,
+                )
+            )  # fmt: skip
+
+            def validation_score(module: torch.nn.Module) -> float:
+                outputs = self._outputs(X_val, module)[:, 0]
+                return _dual_value(outputs, labels_val, weights_val)
+
+        targets = (2 * labels_train - 1).astype(np.float32)
+        class_sums = np.bincount(labels_train, weights=weights_train, minlength=2)
+        data = self._training_set(X_train, targets, weights_train, class_sums.astype(np.float32))
+        objective = HKRObjective(self.alpha, self.margin, multiclass=False)
+        self._fit_network(data, objective, 1, validation_score, rng)
+
+        potential = self._exact_potential(X)
+        self.distance_ = _dual_value(potential, labels, weights)
+        self.lower_bound_ = self.distance_ / self.lipschitz_constant_
+        if self.early_stopping:
+            self.validation_distance_ = _dual_value(
+                self._exact_potential(X_val), labels_val, weights_val
+            )
+        self.offset_ = _midpoint(potential, labels, weights) if self.alpha == 0 else 0.0
+        return self
+
+    def _encode_sets(self, y: np.ndarray, weights: np.ndarray, warm: bool) -> np.ndarray:
+        classes, labels = np.unique(y, return_inverse=True)
+        counts = np.bincount(labels, minlength=len(classes))
+        totals = np.bincount(labels, weights=weights, minlength=len(classes))
+        present = classes[totals > 0].tolist()
+        if classes.shape[0] > 2 or len(present) != 2:
+            found = classes.tolist() if classes.shape[0] > 2 else present
+            raise ValueError(
+                "Only binary classification is supported: y must hold exactly two labels "
+                "(classes) with positive sample_weight, one per sample set; got "
+                f"{len(found)} class{'' if len(found) == 1 else 'es'}: {found[:10]}."
+            )
+        if counts.min() < 2:
+            small = classes[counts.argmin()]
+            raise ValueError(
+                f"Each sample set needs at least 2 samples; set {small!r} has {counts.min()}."
+            )
+        if warm and not np.array_equal(classes, self.classes_):
+            raise ValueError(
+                f"warm_start=True but y holds labels {classes.tolist()}, not the fitted "
+                f"{self.classes_.tolist()}."
+            )
+        self.classes_ = classes
+        return labels
+
+    def _exact_potential(self, X: np.ndarray) -> np.ndarray:
+        """The critic's values in float64 (for dual values that bound W1 soundly)."""
+        exported = export(self.module_).double()
+        values = []
+        with torch.no_grad():
+            for start in range(0, X.shape[0], _PREDICT_CHUNK):
+                chunk = torch.as_tensor(X[start : start + _PREDICT_CHUNK], device=self.device_)
+                values.append(exported(chunk.double())[:, 0].cpu().numpy())
+        return np.concatenate(values)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The potential ``f(x) - offset_`` (n,): larger on ``classes_[1]``.
+
+        With ``alpha = 0`` the dual fixes ``f`` only up to a constant, so
+        ``offset_`` centres it halfway between the two sets' mean potentials;
+        with ``alpha > 0`` the hinge fixes the zero level and ``offset_ = 0``.
+        """
+        check_is_fitted(self, "module_")
+        return self._exact_potential(self._validate_X(X, reset=False)) - self.offset_
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The set each point is closer to, in the sense of the potential."""
+        scores = self.decision_function(X)
+        return self.classes_[(scores > 0).astype(int)]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Dual value ``E_w[f | classes_[1]] - E_w[f | classes_[0]]`` on ``(X, y)``.
+
+        Higher is a better critic, so ``GridSearchCV`` and ``cross_val_score``
+        select the critic whose held-out dual value (the estimate of the
+        population distance) is largest.
+        """
+        check_is_fitted(self, "module_")
+        X, y = self._validate_X(X, y, reset=False)
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(f"y holds labels the estimator was not fitted on: {unknown}.")
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        labels = np.searchsorted(self.classes_, y)
+        return _dual_value(self._exact_potential(X), labels, weights)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def _dual_value(potential: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
+    """Weighted mean of the potential on set 1 minus that on set 0 (0 for an empty set)."""
+    means = []
+    for k in (0, 1):
+        mask = labels == k
+        total = weights[mask].sum()
+        means.append(float(np.dot(weights[mask], potential[mask]) / total) if total > 0 else 0.0)
+    return means[1] - means[0]
+
+
+def _midpoint(potential: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
+    means = [np.average(potential[labels == k], weights=weights[labels == k]) for k in (0, 1)]
+    return float((means[0] + means[1]) / 2)
+
+
+def wasserstein_distance(
+    X_p: Any,
+    X_q: Any,
+    sample_weight_p: Any = None,
+    sample_weight_q: Any = None,
+    **params: Any,
+) -> float:
+    r"""Wasserstein-1 distance between two sample sets, estimated by a 1-Lipschitz critic.
+
+    .. math::
+        W_1(P, Q) = \min_{\pi \in \Pi(P, Q)} E_{(x, x') \sim \pi} \|x - x'\|_2
+                  = \max_{\mathrm{Lip}(f) \le 1} E_Q[f] - E_P[f]
+
+    The right-hand side (Kantorovich-Rubinstein duality) is maximised over
+    1-Lipschitz networks by :class:`WassersteinEstimator`; the estimate is the
+    dual value of the trained critic. Time and memory are linear in the number
+    of samples, where exact optimal transport needs :math:`O(n^3)` time and
+    :math:`O(n^2)` memory.
+
+    Parameters
+    ----------
+    X_p, X_q : array-like of shape (n_p, n_features), (n_q, n_features)
+        Samples of the two distributions.
+    sample_weight_p, sample_weight_q : array-like, optional
+        Non-negative weights of each set's samples (default: uniform).
+    **params
+        Parameters of :class:`WassersteinEstimator` (``random_state``,
+        ``max_epochs``, ``hidden_layer_sizes``, ...).
+
+    Returns
+    -------
+    float
+        The estimate of :math:`W_1(P, Q)` (the fitted ``distance_``).
+
+    References
+    ----------
+    C. Villani, *Optimal Transport: Old and New*, Springer 2009, Thm. 5.10
+    (duality). M. Arjovsky, S. Chintala, L. Bottou, "Wasserstein GAN", ICML 2017
+    (neural critics). M. Serrurier et al., "Achieving robustness in
+    classification using optimal transport with hinge regularization", CVPR 2021.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklip import wasserstein_distance
+    >>> rng = np.random.RandomState(0)
+    >>> P = rng.normal(size=(500, 2))
+    >>> round(wasserstein_distance(P, P + [0.0, 2.0], random_state=0), 1)
+    2.0
+    """
+    X_p, X_q = np.asarray(X_p), np.asarray(X_q)
+    if X_p.ndim != 2 or X_q.ndim != 2 or X_p.shape[1] != X_q.shape[1]:
+        raise ValueError(
+            "X_p and X_q must be 2-D with the same number of features; got shapes "
+            f"{X_p.shape} and {X_q.shape}."
+        )
+    X = np.vstack((X_p, X_q))
+    y = np.repeat([0, 1], (X_p.shape[0], X_q.shape[0]))
+    weights = None
+    if sample_weight_p is not None or sample_weight_q is not None:
+        weights = np.concatenate(
+            [
+                np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
+                for w, n in ((sample_weight_p, X_p.shape[0]), (sample_weight_q, X_q.shape[0]))
+            ]
+        )
+    return WassersteinEstimator(**params).fit(X, y, sample_weight=weights).distance_
