@@ -42,8 +42,8 @@ def main() -> None:
         print(f"  eps = {eps:3.1f} (standardised units): {np.mean(correct & (radius > eps)):.3f}")
 
     X_ok, y_ok, r_ok = X_test[correct], y_test[correct], radius[correct]
-    inside = pgd_attack(clf, X_ok, 0.99 * r_ok, y_ok, random_state=0)
-    outside = pgd_attack(clf, X_ok, 1.5 * r_ok, y_ok, random_state=0)
+    inside = pgd_attack(clf, X_ok, y_ok, 0.99 * r_ok, random_state=0)
+    outside = pgd_attack(clf, X_ok, y_ok, 1.5 * r_ok, random_state=0)
     print("\nL2 PGD attack on every correctly classified test image:")
     print(f"  at 0.99 x certified radius: {np.sum(clf.predict(inside) != y_ok)} flipped (proof)")
     print(

@@ -1,58 +1,179 @@
-"""Attacks that try to beat the certificates.
+"""Certificates and the attacks that try to beat them.
 
-A certificate is a claim: no perturbation smaller than ``certified_radius(x)``
-changes the prediction. :func:`pgd_attack` searches for counterexamples with
-projected gradient descent in L2, so tests (and sceptical users) can check the
-claim empirically.
+The estimators' ``certified_radius`` is the single source of certificates; this
+module carries them to where users need them:
+
+* :func:`certified_radius` in the *raw* input space of a Pipeline whose
+  preprocessing steps are linear (scalers, PCA), by bounding their Lipschitz
+  constant exactly;
+* :func:`certified_accuracy` and :func:`make_certified_scorer`, to report and to
+  select models (``GridSearchCV(scoring=...)``) by what they prove;
+* :func:`pgd_attack` and :func:`counterfactual`, which search for the smallest
+  perturbations that change a prediction. No success may come in under a
+  certificate; the counterfactuals also show how tight the certificates are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.decomposition import PCA
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler, MinMaxScaler, StandardScaler
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 from torch import Tensor
 
-__all__ = ["pgd_attack"]
+from ._display import CertifiedAccuracyDisplay
+
+__all__ = [
+    "CertifiedAccuracyDisplay",
+    "certified_accuracy",
+    "certified_accuracy_curve",
+    "certified_radius",
+    "counterfactual",
+    "make_certified_scorer",
+    "pgd_attack",
+]
+
+
+def certified_radius(estimator: Any, X: Any) -> np.ndarray:
+    """Certified L2 radius of each prediction, in the input space of ``estimator``.
+
+    For a sklip classifier this is its own ``certified_radius``. For a
+    :class:`~sklearn.pipeline.Pipeline` ending with one, the radius is given in
+    the pipeline's *raw* input space: the preprocessing steps must be affine
+    maps ``z = x A + b`` whose Lipschitz constant ``||A||_2`` is computed
+    exactly (StandardScaler, MinMaxScaler, MaxAbsScaler, PCA without whitening,
+    FunctionTransformer without a function, "passthrough"), and the
+    classifier's radius is divided by it: a raw perturbation ``δ`` moves the
+    classifier's input by at most ``||A||_2 ||δ||``.
+
+    Parameters
+    ----------
+    estimator : fitted LipschitzClassifier, or Pipeline ending with one
+    X : array-like of shape (n_samples, n_features)
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklip import LipschitzClassifier
+    >>> from sklip.robustness import certified_radius
+    >>> X = np.random.RandomState(0).normal(size=(60, 3)) * [1.0, 10.0, 100.0]
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> pipe = make_pipeline(StandardScaler(), LipschitzClassifier(max_epochs=5)).fit(X, y)
+    >>> inner = pipe[-1].certified_radius(pipe[0].transform(X))  # standardised units
+    >>> np.allclose(certified_radius(pipe, X), inner * pipe[0].scale_.min())
+    True
+    """
+    classifier, _, affine = _unwrap(estimator)
+    if affine is None:
+        return classifier.certified_radius(X)
+    Z = estimator[:-1].transform(X)
+    return classifier.certified_radius(Z) / _spectral_norm(affine[0])
+
+
+def certified_accuracy(estimator: Any, X: Any, y: Any, eps: float | Any) -> float | np.ndarray:
+    """Fraction of points correctly classified *and* certified at radius ``eps``.
+
+    A point counts when ``predict(x) == y`` and ``certified_radius(x) >= eps``:
+    no perturbation of L2 norm below ``eps`` can change its (correct) class. At
+    ``eps = 0`` this is the accuracy; it never increases with ``eps``.
+
+    Parameters
+    ----------
+    estimator : fitted LipschitzClassifier, or Pipeline ending with one
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,)
+    eps : float or array-like of floats
+        Radius, in the input space of ``estimator``.
+
+    Returns
+    -------
+    float, or ndarray of the shape of ``eps`` (the curve)
+    """
+    eps_array = np.asarray(eps, dtype=np.float64)
+    correct = estimator.predict(X) == np.asarray(y)
+    curve = certified_accuracy_curve(correct, certified_radius(estimator, X), eps_array.ravel())
+    return float(curve[0]) if eps_array.ndim == 0 else curve.reshape(eps_array.shape)
+
+
+def certified_accuracy_curve(
+    correct: np.ndarray, radius: np.ndarray, eps: np.ndarray
+) -> np.ndarray:
+    """Mean of ``correct & (radius >= eps)`` for each ``eps`` (1-D): the one formula."""
+    if not np.all(np.isfinite(eps)) or np.any(eps < 0):
+        raise ValueError("eps must be finite and non-negative.")
+    return np.mean(correct[None, :] & (radius[None, :] >= eps[:, None]), axis=1)
+
+
+def make_certified_scorer(eps: float) -> Callable[[Any, Any, Any], float]:
+    """A scikit-learn scorer: certified accuracy at radius ``eps`` (higher is better).
+
+    ``GridSearchCV(..., scoring=make_certified_scorer(0.5))`` then selects
+    ``alpha`` and ``margin`` for provable robustness instead of clean accuracy.
+    Works on Pipelines with linear preprocessing (see :func:`certified_radius`).
+
+    Examples
+    --------
+    >>> from sklip.robustness import make_certified_scorer
+    >>> scorer = make_certified_scorer(0.5)
+    >>> scorer.eps
+    0.5
+    """
+    if not np.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be finite and non-negative, got {eps!r}.")
+
+    def certified_accuracy_scorer(estimator: Any, X: Any, y: Any) -> float:
+        return certified_accuracy(estimator, X, y, eps)
+
+    certified_accuracy_scorer.eps = eps
+    return certified_accuracy_scorer
 
 
 def pgd_attack(
     estimator: Any,
     X: Any,
-    eps: float | np.ndarray,
-    y: Any = None,
+    y: Any,
+    eps: float | Any,
     *,
     steps: int = 50,
     restarts: int = 3,
     step_size: float | None = None,
     random_state: Any = None,
 ) -> np.ndarray:
-    r"""L2 projected-gradient attack on a fitted sklip classifier.
+    r"""L2 projected-gradient attack on a fitted sklip classifier (or its Pipeline).
 
-    For each point it minimises the classification margin of the target class
-    ``c`` (``y`` if given, else the predicted class): :math:`\pm f(x)` for two
-    classes, :math:`f_c(x) - \max_{j \ne c} f_j(x)` otherwise, over perturbations
-    with :math:`\|\delta\|_2 \le \varepsilon`. Each step moves by ``step_size``
-    along the normalised gradient and projects back onto the ball (Madry et al.,
-    ICLR 2018). The first run starts at ``x``, the ``restarts`` others at random
-    points of the ball; the perturbation with the lowest margin is kept.
+    For each point it minimises the classification margin of its class ``c``
+    (``y``, or the current prediction when ``y`` is None): :math:`\pm f(x)` for
+    two classes, :math:`f_c(x) - \max_{j \ne c} f_j(x)` otherwise, over
+    perturbations :math:`\|\delta\|_2 \le \varepsilon`. Each step moves by
+    ``step_size`` along the normalised gradient and projects back onto the ball
+    (Madry et al., ICLR 2018). The first run starts at ``x``, the ``restarts``
+    others at random points of the ball; the lowest margin found is kept.
 
     Parameters
     ----------
-    estimator : fitted LipschitzClassifier
+    estimator : fitted LipschitzClassifier, or Pipeline ending with one
+        A Pipeline is attacked in its raw input space, through its affine
+        preprocessing.
     X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,) or None
     eps : float or array-like of shape (n_samples,)
         L2 budget per point.
-    y : array-like of shape (n_samples,), optional
-        Labels to move away from; default: the current predictions.
     steps : int, default=50
     restarts : int, default=3
-        Random restarts besides the run from ``x`` itself.
     step_size : float, optional
-        Default ``2.5 * eps / steps``, so a run can cross the ball.
+        Default ``2.5 * eps / steps``, so that a run can cross the ball.
     random_state : int, RandomState instance or None
 
     Returns
@@ -60,39 +181,26 @@ def pgd_attack(
     ndarray of shape (n_samples, n_features)
         The strongest perturbed points found (``X`` itself where ``eps`` is 0).
     """
-    check_is_fitted(estimator, "module_")
-    X = estimator._validate_X(X, reset=False)
-    n = X.shape[0]
+    scores, x0, classifier = _differentiable_scores(estimator, X)
+    n = x0.shape[0]
     budget = np.array(np.broadcast_to(np.asarray(eps, dtype=np.float64), (n,)))
     if not np.all(np.isfinite(budget)) or np.any(budget < 0):
         raise ValueError("eps must be finite and non-negative.")
-    if y is None:
-        target = estimator.predict(X)
-    else:
-        target = np.asarray(y)
-    classes = np.searchsorted(estimator.classes_, target)
-    rng = check_random_state(random_state)
-    device = estimator.device_
-    module = estimator.module_.eval()
-
-    x0 = torch.as_tensor(X, device=device)
-    radius = torch.as_tensor(budget, dtype=x0.dtype, device=device)[:, None]
-    labels = torch.as_tensor(classes, device=device)
+    target = estimator.predict(X) if y is None else np.asarray(y)
+    labels = torch.as_tensor(np.searchsorted(classifier.classes_, target), device=x0.device)
+    radius = torch.as_tensor(budget, dtype=x0.dtype, device=x0.device)[:, None]
     step = radius * (2.5 / steps) if step_size is None else torch.full_like(radius, step_size)
+    rng = check_random_state(random_state)
 
     def margin(points: Tensor) -> Tensor:
-        outputs = module(points)
-        if outputs.shape[1] == 1:
-            return outputs[:, 0] * (2.0 * labels - 1)
-        own = outputs.gather(1, labels[:, None])[:, 0]
-        others = outputs.scatter(1, labels[:, None], -torch.inf).amax(dim=1)
-        return own - others
+        return _class_margin(scores(points), labels)
 
     with torch.no_grad():
         best_points, best_margin = x0.clone(), margin(x0)
     for restart in range(restarts + 1):
-        delta = torch.zeros_like(x0) if restart == 0 else _random_in_ball(x0.shape, rng) * radius
-        delta = delta.to(device=device, dtype=x0.dtype)
+        delta = torch.zeros_like(x0)
+        if restart:
+            delta = _random_in_ball(x0.shape, rng).to(x0) * radius
         for _ in range(steps):
             delta.requires_grad_(True)
             (grad,) = torch.autograd.grad(margin(x0 + delta).sum(), delta)
@@ -104,6 +212,163 @@ def pgd_attack(
                 best_margin = torch.where(better, current, best_margin)
                 best_points[better] = (x0 + delta)[better]
     return best_points.cpu().numpy().astype(np.float64)
+
+
+def counterfactual(
+    estimator: Any,
+    X: Any,
+    *,
+    max_iter: int = 50,
+    overshoot: float = 0.02,
+    return_tightness: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    r"""Move each point across the decision boundary along the network's gradient.
+
+    With ``g`` the margin of the predicted class over the runner-up (``±f`` for
+    two classes), each step is :math:`x \leftarrow x - (1 + \text{overshoot})\,
+    g(x) \nabla g(x) / \|\nabla g(x)\|^2`: for the gradient-norm-preserving
+    networks of HKR training, :math:`x - f(x) \nabla f(x)` is the projection of
+    ``x`` on the boundary, and the small overshoot steps past it. Steps repeat
+    until the predicted class changes (at most ``max_iter``). On HKR-trained
+    networks the result is an interpretable counterfactual: one digit morphs
+    into the other (Serrurier et al., CVPR 2021).
+
+    For a Pipeline whose preprocessing is an injective affine map ``x A + b``
+    (scalers, PCA), the walk is done in the classifier's input space, where the
+    network preserves gradient norms, and mapped back by the pseudo-inverse of
+    ``A``: the smallest raw change producing the same move. Otherwise the steps
+    are taken in the raw space directly.
+
+    Parameters
+    ----------
+    estimator : fitted LipschitzClassifier, or Pipeline ending with one
+    X : array-like of shape (n_samples, n_features)
+    max_iter : int, default=50
+    overshoot : float, default=0.02
+    return_tightness : bool, default=False
+        Also return ``certified_radius / ||x_cf - x||`` per point: at most 1
+        (the certificate is sound), close to 1 when it is tight.
+
+    Returns
+    -------
+    X_cf : ndarray of shape (n_samples, n_features)
+    tightness : ndarray of shape (n_samples,), if ``return_tightness``
+    """
+    classifier, _, affine = _unwrap(estimator)
+    if affine is not None and np.linalg.matrix_rank(affine[0]) == affine[0].shape[1]:
+        # Walk where the network is gradient-norm preserving, then take the
+        # smallest raw change that produces the same move (pseudo-inverse).
+        X_raw = check_array(X, dtype=np.float64)
+        Z = estimator[:-1].transform(X_raw)
+        Z_cf = counterfactual(classifier, Z, max_iter=max_iter, overshoot=overshoot)
+        result = X_raw + (Z_cf - Z) @ np.linalg.pinv(affine[0])
+        return (result, _tightness(estimator, X, X_raw, result)) if return_tightness else result
+    scores, x0, _ = _differentiable_scores(estimator, X)
+    with torch.no_grad():
+        labels = _class_scores(scores(x0)).argmax(dim=1)
+    points = x0.clone()
+    for _ in range(max_iter):
+        points.requires_grad_(True)
+        gap = _class_margin(scores(points), labels)
+        (grad,) = torch.autograd.grad(gap.sum(), points)
+        with torch.no_grad():
+            active = gap > 0  # still on the side of the original class
+            if not active.any():
+                break
+            scale = (1 + overshoot) * gap / grad.square().sum(dim=1).clamp_min(1e-12)
+            points = torch.where(active[:, None], points - scale[:, None] * grad, points)
+    result = points.detach().cpu().numpy().astype(np.float64)
+    if not return_tightness:
+        return result
+    return result, _tightness(estimator, X, x0.cpu().numpy(), result)
+
+
+def _tightness(estimator: Any, X: Any, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """``certified_radius / ||end - start||``: at most 1 when the certificate is sound."""
+    distance = np.linalg.norm(end - start, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return certified_radius(estimator, X) / distance
+
+
+# ---------------------------------------------------------------- internals
+def _unwrap(estimator: Any) -> tuple[Any, list[Any], tuple[np.ndarray, np.ndarray] | None]:
+    """(classifier, preprocessing steps, their composed affine map or None)."""
+    if not isinstance(estimator, Pipeline):
+        check_is_fitted(estimator, "module_")
+        return estimator, [], None
+    classifier = estimator.steps[-1][1]
+    if not hasattr(classifier, "certified_radius"):
+        raise TypeError(
+            f"The last step of the Pipeline must be a sklip classifier, got "
+            f"{type(classifier).__name__}."
+        )
+    check_is_fitted(classifier, "module_")
+    steps = [step for _, step in estimator.steps[:-1]]
+    n_features = getattr(estimator, "n_features_in_", None)
+    if n_features is None:
+        n_features = classifier.n_features_in_
+    A, b = np.eye(n_features), np.zeros(n_features)
+    for step in steps:
+        A_step, b_step = _affine_map(step, A.shape[1])
+        A, b = A @ A_step, b @ A_step + b_step
+    return classifier, steps, (A, b)
+
+
+def _affine_map(step: Any, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(A, b)`` with ``step.transform(x) == x @ A + b``, for the steps we can bound."""
+    identity = (np.eye(n_features), np.zeros(n_features))
+    if step is None or step == "passthrough":
+        return identity
+    if isinstance(step, FunctionTransformer) and step.func is None:
+        return identity
+    if isinstance(step, StandardScaler):
+        scale = step.scale_ if step.with_std else np.ones(n_features)
+        mean = step.mean_ if step.with_mean else np.zeros(n_features)
+        return np.diag(1.0 / scale), -mean / scale
+    if isinstance(step, MinMaxScaler) and not step.clip:
+        return np.diag(step.scale_), step.min_
+    if isinstance(step, MaxAbsScaler):
+        return np.diag(1.0 / step.scale_), np.zeros(n_features)
+    if isinstance(step, PCA) and not step.whiten:
+        components = step.components_.T
+        return components, -step.mean_ @ components
+    raise TypeError(
+        f"certified_radius cannot bound the Lipschitz constant of the Pipeline step "
+        f"{step!r}: supported are StandardScaler, MinMaxScaler (clip=False), "
+        "MaxAbsScaler, PCA(whiten=False), FunctionTransformer(func=None) and 'passthrough'."
+    )
+
+
+def _spectral_norm(matrix: np.ndarray) -> float:
+    return float(np.linalg.norm(matrix, ord=2)) if matrix.size else 0.0
+
+
+def _differentiable_scores(estimator: Any, X: Any) -> tuple[Callable, Tensor, Any]:
+    """A torch function raw inputs -> network scores, the inputs, and the classifier."""
+    classifier, _, affine = _unwrap(estimator)
+    module = classifier.module_.eval()
+    device = classifier.device_
+    if affine is None:
+        x0 = torch.as_tensor(classifier._validate_X(X, reset=False), device=device)
+        return module, x0, classifier
+    X = check_array(X, dtype=np.float32)
+    A, b = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in affine)
+    return (lambda points: module(points @ A + b)), torch.as_tensor(X, device=device), classifier
+
+
+def _class_scores(outputs: Tensor) -> Tensor:
+    if outputs.shape[1] == 1:
+        return torch.cat((torch.zeros_like(outputs), outputs), dim=1)
+    return outputs
+
+
+def _class_margin(outputs: Tensor, labels: Tensor) -> Tensor:
+    """Score of class ``labels`` minus the best other score (``±f`` for one output)."""
+    if outputs.shape[1] == 1:
+        return outputs[:, 0] * (2.0 * labels - 1)
+    own = outputs.gather(1, labels[:, None])[:, 0]
+    others = outputs.scatter(1, labels[:, None], -torch.inf).amax(dim=1)
+    return own - others
 
 
 def _project(delta: Tensor, radius: Tensor) -> Tensor:

@@ -65,8 +65,8 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
     margin : float, default=1.0
         Hinge margin (only used when ``alpha > 0``).
     max_epochs : int, default=100
-    batch_size : int, default=512
-    learning_rate : float, default=5e-3
+    batch_size : int, default=2048
+    learning_rate : float, default=1e-2
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of each set, keep the critic with the
         best held-out dual value, stop after ``n_iter_no_change`` epochs
@@ -118,8 +118,8 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         alpha=0.0,
         margin=1.0,
         max_epochs=100,
-        batch_size=512,
-        learning_rate=5e-3,
+        batch_size=2048,
+        learning_rate=1e-2,
         early_stopping=True,
         validation_fraction=0.2,
         n_iter_no_change=10,

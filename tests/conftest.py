@@ -38,3 +38,24 @@ def digits_10():
 @pytest.fixture(scope="session")
 def moons():
     return standardised_split(*make_moons(2000, noise=0.2, random_state=0))
+
+
+CNN_PARAMS = dict(image_shape=(1, 8, 8), alpha=100.0, margin=0.5, max_epochs=60)
+
+
+@pytest.fixture(scope="session")
+def models(digits_0_vs_8, digits_10, moons):
+    """Fitted classifiers shared by the robustness tests: name -> (clf, X_test, y_test)."""
+    from sklip import LipschitzClassifier
+
+    fitted = {}
+    for name, data, params in [
+        ("digits-0-vs-8", digits_0_vs_8, {}),
+        ("digits-10-mlp", digits_10, {}),
+        ("digits-10-cnn", digits_10, CNN_PARAMS),
+        ("moons", moons, dict(alpha=100.0, margin=0.25)),
+    ]:
+        X_train, X_test, y_train, y_test = data
+        clf = LipschitzClassifier(random_state=0, **params).fit(X_train, y_train)
+        fitted[name] = (clf, X_test, y_test)
+    return fitted

@@ -1,5 +1,7 @@
 """The classifier is accurate, and its certificates survive attacks.
 
+The fitted models come from the session fixture ``models`` (tests/conftest.py).
+
 Every certificate test attacks each correctly classified test point with L2 PGD
 (50 steps, 3 restarts) at 0.99 x its certified radius: one changed prediction is
 a bug. The same attack at 3 x the radius must succeed on most points, which
@@ -10,25 +12,7 @@ import numpy as np
 import pytest
 
 from sklip import LipschitzClassifier
-from sklip.robustness import pgd_attack
-
-CNN_PARAMS = dict(image_shape=(1, 8, 8), alpha=100.0, margin=0.5, max_epochs=60)
-
-
-@pytest.fixture(scope="module")
-def models(digits_0_vs_8, digits_10, moons):
-    """Each case: (fitted classifier, X_test, y_test)."""
-    fitted = {}
-    for name, data, params in [
-        ("digits-0-vs-8", digits_0_vs_8, {}),
-        ("digits-10-mlp", digits_10, {}),
-        ("digits-10-cnn", digits_10, CNN_PARAMS),
-        ("moons", moons, dict(alpha=100.0, margin=0.25)),
-    ]:
-        X_train, X_test, y_train, y_test = data
-        clf = LipschitzClassifier(random_state=0, **params).fit(X_train, y_train)
-        fitted[name] = (clf, X_test, y_test)
-    return fitted
+from sklip.robustness import counterfactual, pgd_attack
 
 
 @pytest.mark.parametrize(
@@ -41,18 +25,23 @@ def test_test_accuracy_reaches_the_target(models, name, minimum):
 
 
 @pytest.mark.parametrize("name", ["digits-0-vs-8", "digits-10-mlp", "digits-10-cnn", "moons"])
-def test_certificates_survive_pgd(models, name):
+def test_certificates_survive_pgd_and_counterfactuals(models, name):
     clf, X_test, y_test = models[name]
     correct = clf.predict(X_test) == y_test
     X, y = X_test[correct], y_test[correct]
     radius = clf.certified_radius(X)
     assert np.all(radius > 0)
-    attacked = pgd_attack(clf, X, 0.99 * radius, y, steps=50, restarts=3, random_state=0)
+    attacked = pgd_attack(clf, X, y, 0.99 * radius, steps=50, restarts=3, random_state=0)
     assert np.all(np.linalg.norm(attacked - X, axis=1) <= 0.99 * radius * (1 + 1e-5) + 1e-6)
     assert np.array_equal(clf.predict(attacked), y)
     # The same attack beyond the certificate does break most points.
-    beyond = pgd_attack(clf, X, 3.0 * radius, y, steps=50, restarts=1, random_state=0)
+    beyond = pgd_attack(clf, X, y, 3.0 * radius, steps=50, restarts=1, random_state=0)
     assert np.mean(clf.predict(beyond) != y) > 0.5
+    # Counterfactuals cross the boundary, never inside a certificate.
+    moved, tightness = counterfactual(clf, X, return_tightness=True)
+    assert np.mean(clf.predict(moved) != y) >= 0.99
+    assert np.all(np.linalg.norm(moved - X, axis=1) >= radius - 1e-6)
+    assert np.all(tightness <= 1 + 1e-6)
 
 
 def test_lipschitz_constant_is_computed_not_assumed(models):

@@ -23,7 +23,7 @@ def test_fit_on_cuda_keeps_data_and_network_on_the_gpu(digits_0_vs_8):
     assert clf.score(X_test, y_test) >= 0.99
     correct = clf.predict(X_test) == y_test
     radius = clf.certified_radius(X_test[correct])
-    attacked = pgd_attack(clf, X_test[correct], 0.99 * radius, y_test[correct], random_state=0)
+    attacked = pgd_attack(clf, X_test[correct], y_test[correct], 0.99 * radius, random_state=0)
     assert np.array_equal(clf.predict(attacked), y_test[correct])
 
 

@@ -144,3 +144,28 @@ def test_bad_labels_and_weights_are_refused():
         est.fit(X, y, sample_weight=(y == 0).astype(float))  # set 1 weighs nothing
     with pytest.raises(ValueError, match="sample_weight"):
         wasserstein_distance(X[:6], X[6:], np.ones(5), max_epochs=1)
+
+
+def test_reproducible_and_picklable():
+    import pickle
+
+    rng = np.random.RandomState(7)
+    X, y = _stack(rng.normal(size=(300, 3)), rng.normal(size=(300, 3)) + 1.0)
+    a = WassersteinEstimator(max_epochs=15, random_state=0).fit(X, y)
+    b = WassersteinEstimator(max_epochs=15, random_state=0).fit(X, y)
+    assert a.distance_ == b.distance_
+    restored = pickle.loads(pickle.dumps(a))
+    assert np.array_equal(restored.decision_function(X), a.decision_function(X))
+    assert restored.distance_ == a.distance_
+
+
+def test_warm_start_continues_the_critic():
+    rng = np.random.RandomState(8)
+    X, y = _stack(rng.normal(size=(300, 3)), rng.normal(size=(300, 3)) + 1.0)
+    est = WassersteinEstimator(
+        max_epochs=4, warm_start=True, early_stopping=False, n_iter_no_change=100, random_state=0
+    )
+    est.fit(X, y).fit(X, y)
+    assert est.n_iter_ == 8 == len(est.history_)
+    with pytest.raises(ValueError, match="warm_start"):
+        est.fit(X, np.where(y == 1, 5, 0))

@@ -1,0 +1,117 @@
+"""Wasserstein-1 on translated Gaussians: sklip against POT, side by side.
+
+P = N(0, I_d), Q = N(v, I_d) with |v| = 2, so the population W1 is exactly 2.
+Each case runs in its own subprocess so that its peak memory (ru_maxrss) is its
+own. POT (``pip install pot``, the ``bench`` extra) solves the exact transport
+between the samples (``ot.emd2``, O(n^3) time, O(n^2) memory) and its entropic
+approximation (``ot.sinkhorn2``); their rows stop where memory would not hold
+the n x n cost matrix.
+
+Run: ``python benchmarks/wasserstein.py [--sizes 1000 10000 ...] [--methods ...]``.
+It prints a Markdown table for benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+DIMENSION = 16
+TRUE_DISTANCE = 2.0
+MAX_COST_MATRIX_BYTES = 8e9  # POT needs the n x n float64 cost matrix (and more)
+
+
+def sample(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.RandomState(seed)
+    v = rng.normal(size=DIMENSION)
+    v *= TRUE_DISTANCE / np.linalg.norm(v)
+    P = rng.normal(size=(n, DIMENSION)).astype(np.float32)
+    Q = (rng.normal(size=(n, DIMENSION)) + v).astype(np.float32)
+    return P, Q
+
+
+def run_case(method: str, n: int) -> dict:
+    P, Q = sample(n)
+    import ot  # imports stay outside the timed region
+
+    from sklip import WassersteinEstimator
+
+    started = time.perf_counter()
+    if method == "sklip":
+        X = np.vstack((P, Q))
+        y = np.repeat([0, 1], n)
+        est = WassersteinEstimator(random_state=0).fit(X, y)
+        value, extra = est.distance_, f"{est.n_iter_} epochs"
+    else:
+        cost = ot.dist(P.astype(np.float64), Q.astype(np.float64), metric="euclidean")
+        weights = np.full(n, 1.0 / n)
+        if method == "pot-emd2":
+            value, extra = float(ot.emd2(weights, weights, cost, numItermax=10**9)), "exact"
+        else:
+            reg = 0.05 * float(np.median(cost))
+            value = float(ot.sinkhorn2(weights, weights, cost, reg, numItermax=2000))
+            extra = f"reg={reg:.2f}"
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "method": method,
+        "n": n,
+        "seconds": seconds,
+        "estimate": value,
+        "error": abs(value - TRUE_DISTANCE) / TRUE_DISTANCE,
+        "peak_mb": peak_mb,
+        "data_mb": 2 * n * DIMENSION * 4 / 2**20,
+        "note": extra,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000, 1000000])
+    parser.add_argument("--methods", nargs="+", default=["sklip", "pot-emd2", "pot-sinkhorn2"])
+    parser.add_argument("--case", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case[0], int(args.case[1]))))
+        return
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
+    )
+    print(f"d = {DIMENSION}, true W1 = {TRUE_DISTANCE}\n")
+    print(
+        "| method | n per set | seconds | estimate | error vs truth | peak RSS MB | data MB "
+        "| note |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for n in args.sizes:
+        for method in args.methods:
+            if method != "sklip" and 8.0 * n * n > MAX_COST_MATRIX_BYTES:
+                print(
+                    f"| {method} | {n} | - | - | - | - | - | not run: the {n}x{n} cost "
+                    f"matrix needs {8 * n * n / 1e9:.0f} GB |",
+                    flush=True,
+                )
+                continue
+            out = subprocess.run(
+                [sys.executable, __file__, "--case", method, str(n)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(
+                f"| {r['method']} | {n} | {r['seconds']:.1f} | {r['estimate']:.4f} | "
+                f"{100 * r['error']:.2f}% | {r['peak_mb']:.0f} | {r['data_mb']:.1f} | "
+                f"{r['note']} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
