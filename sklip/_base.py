@@ -150,14 +150,25 @@ class LipschitzEstimatorBase(BaseEstimator):
         return TrainingSet(*tensors)
 
     def _outputs(self, X: np.ndarray, module: nn.Module | None = None) -> np.ndarray:
-        """Outputs ``(n, n_outputs)``, float64, of ``module`` (default ``module_``)."""
-        module = self.module_ if module is None else module
+        """Network outputs ``(n, n_outputs)`` as float64, for already validated X.
+
+        Without ``module``, the fitted network is evaluated in float64 (its
+        exported, fixed weights): each row's result then does not depend on
+        which other rows share its batch, and certificates and dual values
+        carry no float32 rounding. ``module`` (a network being trained) is run
+        as it is.
+        """
+        if module is None:
+            module = export(self.module_).double()
+            dtype = torch.float64
+        else:
+            dtype = torch.float32
         module.eval()
         outputs = []
         with torch.no_grad():
             for start in range(0, X.shape[0], _PREDICT_CHUNK):
                 chunk = torch.as_tensor(X[start : start + _PREDICT_CHUNK], device=self.device_)
-                outputs.append(module(chunk).cpu().numpy())
+                outputs.append(module(chunk.to(dtype)).cpu().numpy())
         if not outputs:
             return np.empty((0, module[-1].out_features))
         return np.concatenate(outputs).astype(np.float64)

@@ -22,10 +22,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from ._base import _PREDICT_CHUNK, LipschitzEstimatorBase
+from ._base import LipschitzEstimatorBase
 from ._device import resolve_device
 from ._training import HKRObjective
-from .nn import export
 
 __all__ = ["WassersteinEstimator", "wasserstein_distance"]
 
@@ -195,12 +194,12 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         objective = HKRObjective(self.alpha, self.margin, multiclass=False)
         self._fit_network(data, objective, 1, validation_score, rng)
 
-        potential = self._exact_potential(X)
+        potential = self._outputs(X)[:, 0]
         self.distance_ = _dual_value(potential, labels, weights)
         self.lower_bound_ = self.distance_ / self.lipschitz_constant_
         if self.early_stopping:
             self.validation_distance_ = _dual_value(
-                self._exact_potential(X_val), labels_val, weights_val
+                self._outputs(X_val)[:, 0], labels_val, weights_val
             )
         self.offset_ = _midpoint(potential, labels, weights) if self.alpha == 0 else 0.0
         return self
@@ -230,16 +229,6 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         self.classes_ = classes
         return labels
 
-    def _exact_potential(self, X: np.ndarray) -> np.ndarray:
-        """The critic's values in float64 (for dual values that bound W1 soundly)."""
-        exported = export(self.module_).double()
-        values = []
-        with torch.no_grad():
-            for start in range(0, X.shape[0], _PREDICT_CHUNK):
-                chunk = torch.as_tensor(X[start : start + _PREDICT_CHUNK], device=self.device_)
-                values.append(exported(chunk.double())[:, 0].cpu().numpy())
-        return np.concatenate(values)
-
     def decision_function(self, X: Any) -> np.ndarray:
         """The potential ``f(x) - offset_`` (n,): larger on ``classes_[1]``.
 
@@ -247,8 +236,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         ``offset_`` centres it halfway between the two sets' mean potentials;
         with ``alpha > 0`` the hinge fixes the zero level and ``offset_ = 0``.
         """
-        check_is_fitted(self, "module_")
-        return self._exact_potential(self._validate_X(X, reset=False)) - self.offset_
+        return self._forward(X)[:, 0] - self.offset_
 
     def predict(self, X: Any) -> np.ndarray:
         """The set each point is closer to, in the sense of the potential."""
@@ -269,7 +257,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
             raise ValueError(f"y holds labels the estimator was not fitted on: {unknown}.")
         weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
         labels = np.searchsorted(self.classes_, y)
-        return _dual_value(self._exact_potential(X), labels, weights)
+        return _dual_value(self._outputs(X)[:, 0], labels, weights)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -33,7 +33,7 @@ def lipschitz_mlp(
     activation: str = "groupsort",
     *,
     power_iterations: int = 1,
-    bjorck_iterations: int = 15,
+    bjorck_iterations: int = 8,
 ) -> nn.Sequential:
     """A 1-Lipschitz multilayer perceptron.
 
@@ -95,7 +95,7 @@ def lipschitz_cnn(
     pooling: bool = True,
     gram_iterations: int = 6,
     power_iterations: int = 1,
-    bjorck_iterations: int = 15,
+    bjorck_iterations: int = 8,
 ) -> nn.Sequential:
     """A 1-Lipschitz convolutional network.
 

@@ -53,16 +53,29 @@ def _children(module: nn.Module) -> list[nn.Module]:
 
 
 def _export_layer(layer: nn.Module) -> nn.Module:
+    # skip_init: the weights are overwritten below, so the plain layers must not
+    # draw their random initialisation from (and advance) torch's global RNG.
+    reference = layer.weight if isinstance(layer, LipschitzLinear | LipschitzConv2d) else None
     if isinstance(layer, LipschitzLinear):
-        plain = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+        plain = nn.utils.skip_init(
+            nn.Linear,
+            layer.in_features,
+            layer.out_features,
+            bias=layer.bias is not None,
+            device=reference.device,
+            dtype=reference.dtype,
+        )
     elif isinstance(layer, LipschitzConv2d):
-        plain = nn.Conv2d(
+        plain = nn.utils.skip_init(
+            nn.Conv2d,
             layer.in_channels,
             layer.out_channels,
             layer.kernel_size,
             stride=layer.stride,
             padding=layer.padding,
             bias=layer.bias is not None,
+            device=reference.device,
+            dtype=reference.dtype,
         )
     else:
         if any(True for _ in layer.parameters(recurse=False)) and not isinstance(
@@ -70,8 +83,6 @@ def _export_layer(layer: nn.Module) -> nn.Module:
         ):
             raise TypeError(f"Cannot export layer {layer.__class__.__name__}: unknown parameters.")
         return copy.deepcopy(layer)
-    reference = layer.weight
-    plain = plain.to(device=reference.device, dtype=reference.dtype)
     plain.weight.copy_(layer.normalized_weight())
     if layer.bias is not None:
         plain.bias.copy_(layer.bias)

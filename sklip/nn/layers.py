@@ -79,7 +79,7 @@ class LipschitzLinear(_ConstrainedWeight):
         (spectral normalisation then Björck orthonormalisation), built with
         ``power_iterations`` and ``bjorck_iterations``.
     power_iterations : int, default=1
-    bjorck_iterations : int, default=15
+    bjorck_iterations : int, default=8
 
     Examples
     --------
@@ -97,7 +97,7 @@ class LipschitzLinear(_ConstrainedWeight):
         bias: bool = True,
         constraint: nn.Module | None = None,
         power_iterations: int = 1,
-        bjorck_iterations: int = 15,
+        bjorck_iterations: int = 8,
     ) -> None:
         super().__init__()
         _check_positive_int(in_features, "in_features")

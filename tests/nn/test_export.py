@@ -59,3 +59,12 @@ def test_export_leaves_the_source_untouched_and_in_its_mode():
 def test_export_refuses_unknown_parametrised_layers():
     with pytest.raises(TypeError, match="BatchNorm1d"):
         export(nn.Sequential(nn.BatchNorm1d(3)))
+
+
+def test_export_does_not_touch_the_global_rng():
+    net = lipschitz_cnn((1, 6, 6), (4,), (8,), 2).eval()
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    export(net)
+    assert torch.equal(torch.rand(3), expected)
