@@ -16,10 +16,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 from torch import nn
 
+from ._device import resolve_device
 from ._training import HKRObjective, StoppingRule, TrainingSet, train
 from .nn import ACTIVATIONS, export, lipschitz_bound, lipschitz_cnn, lipschitz_mlp
 
@@ -97,6 +101,46 @@ class LipschitzEstimatorBase(BaseEstimator):
             n_outputs,
             self.activation,
         )
+
+    def _fit_hkr(self, X: Any, y: Any, sample_weight: Any) -> tuple[Any, Any, Any]:
+        """The shared part of ``fit``: validate, split, train with the HKR objective.
+
+        Subclasses provide ``_encode_labels(y, weights, warm)`` (sets
+        ``classes_``, returns class indices) and ``_validation_score(X, labels,
+        weights)`` (a function of the network being trained, higher is
+        better). Returns the ``(X, labels, weights)`` triples of all the data,
+        of the training part and of the held-out part (None without early
+        stopping).
+        """
+        warm = self.warm_start and hasattr(self, "module_")
+        X, y = self._validate_X(X, y, reset=not warm)
+        check_classification_targets(y)
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float32, ensure_non_negative=True)
+        labels = self._encode_labels(y, weights, warm)
+        self.device_ = resolve_device(self.device)
+        rng = check_random_state(self.random_state)
+        full = train = (X, labels, weights)
+        held_out, validation_score = None, None
+        if self.early_stopping:
+            X_fit, X_val, labels_fit, labels_val, weights_fit, weights_val = train_test_split(
+                X, labels, weights,
+                test_size=self.validation_fraction,
+                stratify=labels,
+                random_state=rng,
+            )  # fmt: skip
+            train, held_out = (X_fit, labels_fit, weights_fit), (X_val, labels_val, weights_val)
+            validation_score = self._validation_score(*held_out)
+
+        X_fit, labels_fit, weights_fit = train
+        n_classes = len(self.classes_)
+        multiclass = n_classes > 2
+        targets = labels_fit if multiclass else (2 * labels_fit - 1).astype(np.float32)
+        class_sums = np.bincount(labels_fit, weights=weights_fit, minlength=n_classes)
+        data = self._training_set(X_fit, targets, weights_fit, class_sums.astype(np.float32))
+        objective = HKRObjective(self.alpha, self.margin, multiclass)
+        n_outputs = n_classes if multiclass else 1
+        self._fit_network(data, objective, n_outputs, validation_score, rng)
+        return full, train, held_out
 
     def _fit_network(
         self,

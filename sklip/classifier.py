@@ -7,15 +7,9 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin, _fit_context
-from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight
 
 from ._base import LipschitzEstimatorBase
 from ._calibration import fit_temperature, softmax
-from ._device import resolve_device
-from ._training import HKRObjective
 from .nn import pairwise_lipschitz_bound
 
 
@@ -173,37 +167,11 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         -------
         self
         """
-        warm = self.warm_start and hasattr(self, "module_")
-        X, y = self._validate_X(X, y, reset=not warm)
-        check_classification_targets(y)
-        weights = _check_sample_weight(sample_weight, X, dtype=np.float32, ensure_non_negative=True)
-        labels = self._encode_labels(y, weights, warm)
-        self.device_ = resolve_device(self.device)
-        rng = check_random_state(self.random_state)
-        n_classes = len(self.classes_)
-        multiclass = n_classes > 2
-
-        validation_score = None
-        if self.early_stopping:
-            X, X_val, labels, labels_val, weights, weights_val = train_test_split(
-                X, labels, weights,
-                test_size=self.validation_fraction,
-                stratify=labels,
-                random_state=rng,
-            )  # fmt: skip
-            validation_score = self._accuracy_on(X_val, labels_val, weights_val)
-
-        targets = labels if multiclass else (2 * labels - 1).astype(np.float32)
-        class_sums = np.bincount(labels, weights=weights, minlength=n_classes)
-        data = self._training_set(X, targets, weights, class_sums.astype(np.float32))
-        objective = HKRObjective(self.alpha, self.margin, multiclass)
-        n_outputs = n_classes if multiclass else 1
-        self._fit_network(data, objective, n_outputs, validation_score, rng)
-
-        if multiclass:
+        _, (X_fit, labels_fit, weights_fit), _ = self._fit_hkr(X, y, sample_weight)
+        if len(self.classes_) > 2:
             self.pairwise_lipschitz_constant_ = pairwise_lipschitz_bound(self.module_).numpy()
-        scores = self._class_scores(self._outputs(X))
-        self.temperature_ = fit_temperature(scores, labels, weights, self.margin)
+        scores = self._class_scores(self._outputs(X_fit))
+        self.temperature_ = fit_temperature(scores, labels_fit, weights_fit, self.margin)
         return self
 
     def _encode_labels(self, y: np.ndarray, weights: np.ndarray, warm: bool) -> np.ndarray:
@@ -225,7 +193,7 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         self.classes_ = classes
         return labels
 
-    def _accuracy_on(self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray):
+    def _validation_score(self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray):
         """A closure giving the weighted accuracy of the current network on (X, labels)."""
 
         def accuracy(module: torch.nn.Module) -> float:

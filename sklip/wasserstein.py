@@ -17,14 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin, _fit_context
-from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ._base import LipschitzEstimatorBase
-from ._device import resolve_device
-from ._training import HKRObjective
 
 __all__ = ["WassersteinEstimator", "wasserstein_distance"]
 
@@ -164,47 +159,27 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         -------
         self
         """
-        warm = self.warm_start and hasattr(self, "module_")
-        X, y = self._validate_X(X, y, reset=not warm)
-        check_classification_targets(y)
-        weights = _check_sample_weight(sample_weight, X, dtype=np.float32, ensure_non_negative=True)
-        labels = self._encode_sets(y, weights, warm)
-        self.device_ = resolve_device(self.device)
-        rng = check_random_state(self.random_state)
-
-        X_train, labels_train, weights_train = X, labels, weights
-        validation_score = None
-        if self.early_stopping:
-            X_train, X_val, labels_train, labels_val, weights_train, weights_val = (
-                train_test_split(
-                    X, labels, weights,
-                    test_size=self.validation_fraction,
-                    stratify=labels,
-                    random_state=rng,
-                )
-            )  # fmt: skip
-
-            def validation_score(module: torch.nn.Module) -> float:
-                outputs = self._outputs(X_val, module)[:, 0]
-                return _dual_value(outputs, labels_val, weights_val)
-
-        targets = (2 * labels_train - 1).astype(np.float32)
-        class_sums = np.bincount(labels_train, weights=weights_train, minlength=2)
-        data = self._training_set(X_train, targets, weights_train, class_sums.astype(np.float32))
-        objective = HKRObjective(self.alpha, self.margin, multiclass=False)
-        self._fit_network(data, objective, 1, validation_score, rng)
-
+        (X, labels, weights), _, held_out = self._fit_hkr(X, y, sample_weight)
         potential = self._outputs(X)[:, 0]
         self.distance_ = _dual_value(potential, labels, weights)
         self.lower_bound_ = self.distance_ / self.lipschitz_constant_
-        if self.early_stopping:
+        if held_out is not None:
+            X_val, labels_val, weights_val = held_out
             self.validation_distance_ = _dual_value(
                 self._outputs(X_val)[:, 0], labels_val, weights_val
             )
         self.offset_ = _midpoint(potential, labels, weights) if self.alpha == 0 else 0.0
         return self
 
-    def _encode_sets(self, y: np.ndarray, weights: np.ndarray, warm: bool) -> np.ndarray:
+    def _validation_score(self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray):
+        """A function giving the held-out dual value of the critic being trained."""
+
+        def dual_value(module: torch.nn.Module) -> float:
+            return _dual_value(self._outputs(X, module)[:, 0], labels, weights)
+
+        return dual_value
+
+    def _encode_labels(self, y: np.ndarray, weights: np.ndarray, warm: bool) -> np.ndarray:
         classes, labels = np.unique(y, return_inverse=True)
         counts = np.bincount(labels, minlength=len(classes))
         totals = np.bincount(labels, weights=weights, minlength=len(classes))
