@@ -61,7 +61,7 @@ class CertifiedAccuracyDisplay:
         ax.set_ylabel("certified accuracy")
         ax.set_ylim(0, 1.02)
         if name:
-            ax.legend(loc="upper right")
+            ax.legend(loc="lower left")
         self.ax_, self.figure_ = ax, ax.figure
         return self
 
