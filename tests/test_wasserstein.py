@@ -142,6 +142,8 @@ def test_bad_labels_and_weights_are_refused():
         est.fit(X, y, sample_weight=-np.ones(12))
     with pytest.raises(ValueError, match="exactly two labels"):
         est.fit(X, y, sample_weight=(y == 0).astype(float))  # set 1 weighs nothing
+    with pytest.raises(ValueError, match="non-zero"):
+        est.fit(X, y, sample_weight=np.zeros(12))
     with pytest.raises(ValueError, match="sample_weight"):
         wasserstein_distance(X[:6], X[6:], np.ones(5), max_epochs=1)
 
