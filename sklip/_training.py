@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .nn.losses import hinge_margin_loss, kr_loss, multiclass_hinge_loss, multiclass_kr_loss
+from .nn.losses import hkr_terms, multiclass_hkr_terms
 
 
 @dataclass
@@ -53,12 +53,8 @@ class HKRObjective:
     def __call__(
         self, outputs: Tensor, targets: Tensor, weights: Tensor, class_sums: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        if self.multiclass:
-            kr = multiclass_kr_loss(outputs, targets, weights, class_sums)
-            hinge = multiclass_hinge_loss(outputs, targets, self.margin, weights, class_sums)
-        else:
-            kr = kr_loss(outputs, targets, weights, class_sums)
-            hinge = hinge_margin_loss(outputs, targets, self.margin, weights, class_sums)
+        terms = multiclass_hkr_terms if self.multiclass else hkr_terms
+        kr, hinge = terms(outputs, targets, self.margin, weights, class_sums)
         return self.alpha * hinge - kr, kr, hinge
 
     def n_correct(self, outputs: Tensor, targets: Tensor) -> Tensor:

@@ -20,9 +20,11 @@ from .layers import ImageView, L2NormPool2d, LipschitzConv2d, LipschitzLinear
 from .losses import (
     hinge_margin_loss,
     hkr_loss,
+    hkr_terms,
     kr_loss,
     multiclass_hinge_loss,
     multiclass_hkr_loss,
+    multiclass_hkr_terms,
     multiclass_kr_loss,
 )
 
@@ -44,6 +46,7 @@ __all__ = [
     "gram_spectral_bound",
     "hinge_margin_loss",
     "hkr_loss",
+    "hkr_terms",
     "kr_loss",
     "lipschitz_bound",
     "lipschitz_cnn",
@@ -51,6 +54,7 @@ __all__ = [
     "make_activation",
     "multiclass_hinge_loss",
     "multiclass_hkr_loss",
+    "multiclass_hkr_terms",
     "multiclass_kr_loss",
     "pairwise_lipschitz_bound",
 ]

@@ -33,9 +33,11 @@ from torch.nn import functional as F
 __all__ = [
     "hinge_margin_loss",
     "hkr_loss",
+    "hkr_terms",
     "kr_loss",
     "multiclass_hinge_loss",
     "multiclass_hkr_loss",
+    "multiclass_hkr_terms",
     "multiclass_kr_loss",
 ]
 
@@ -76,10 +78,7 @@ def kr_loss(
     >>> kr_loss(torch.tensor([2.0, 1.0, -1.0, 0.0]), torch.tensor([1.0, 1.0, -1.0, -1.0]))
     tensor(2.)
     """
-    f, y, w = _binary_inputs(y_pred, y_true, sample_weight)
-    positive = (y > 0).to(f.dtype)
-    sums = _binary_class_sums(w, positive, class_weight_sums)
-    return (w * positive * f).sum() / sums[1] - (w * (1 - positive) * f).sum() / sums[0]
+    return hkr_terms(y_pred, y_true, 1.0, sample_weight, class_weight_sums)[0]
 
 
 def hinge_margin_loss(
@@ -101,10 +100,7 @@ def hinge_margin_loss(
     >>> hinge_margin_loss(y_pred, torch.tensor([1.0, 1.0, -1.0, -1.0]), margin=1.0)
     tensor(0.5000)
     """
-    f, y, w = _binary_inputs(y_pred, y_true, sample_weight)
-    positive = (y > 0).to(f.dtype)
-    total = _binary_class_sums(w, positive, class_weight_sums).sum()
-    return (w * F.relu(margin - y * f)).sum() / total
+    return hkr_terms(y_pred, y_true, margin, sample_weight, class_weight_sums)[1]
 
 
 def hkr_loss(
@@ -128,9 +124,29 @@ def hkr_loss(
     >>> hkr_loss(y_pred, torch.tensor([1.0, 1.0, -1.0, -1.0]), alpha=2.0, margin=1.0)
     tensor(-0.5000)
     """
-    kr = kr_loss(y_pred, y_true, sample_weight, class_weight_sums)
-    hinge = hinge_margin_loss(y_pred, y_true, margin, sample_weight, class_weight_sums)
+    kr, hinge = hkr_terms(y_pred, y_true, margin, sample_weight, class_weight_sums)
     return alpha * hinge - kr
+
+
+def hkr_terms(
+    y_pred: Tensor,
+    y_true: Tensor,
+    margin: float = 1.0,
+    sample_weight: Tensor | None = None,
+    class_weight_sums: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    r"""Both terms of the binary HKR loss, ``(KR, hinge)``, from one pass over the batch.
+
+    The formulas of :func:`kr_loss` and :func:`hinge_margin_loss` live here
+    once; a training loop that reports both terms calls this instead of each.
+    """
+    f, y, w = _binary_inputs(y_pred, y_true, sample_weight)
+    positive = (y > 0).to(f.dtype)
+    sums = _binary_class_sums(w, positive, class_weight_sums)
+    weighted = w * f
+    kr = (weighted * positive).sum() / sums[1] - (weighted * (1 - positive)).sum() / sums[0]
+    hinge = (w * F.relu(margin - y * f)).sum() / sums.sum()
+    return kr, hinge
 
 
 def multiclass_kr_loss(
@@ -147,12 +163,7 @@ def multiclass_kr_loss(
     ``class_weight_sums`` holds the ``K`` per-class totals :math:`S_k`; the
     "rest" of class ``k`` weighs :math:`\sum_j S_j - S_k`.
     """
-    member, w, class_sums = _one_vs_all(y_pred, y_true, sample_weight, class_weight_sums)
-    rest_sums = class_sums.sum() - class_sums
-    weighted = w[:, None] * y_pred
-    inside = (weighted * member).sum(0) / class_sums.clamp_min(1e-12)
-    outside = (weighted * (1 - member)).sum(0) / rest_sums.clamp_min(1e-12)
-    return (inside - outside).mean()
+    return multiclass_hkr_terms(y_pred, y_true, 1.0, sample_weight, class_weight_sums)[0]
 
 
 def multiclass_hinge_loss(
@@ -168,9 +179,7 @@ def multiclass_hinge_loss(
         \frac1K \sum_k E_w[(m - s_{ik} f_{ik})_+], \qquad
         s_{ik} = +1 \text{ if } y_i = k \text{ else } -1
     """
-    member, w, class_sums = _one_vs_all(y_pred, y_true, sample_weight, class_weight_sums)
-    signs = 2 * member - 1
-    return (w[:, None] * F.relu(margin - signs * y_pred)).sum(0).mean() / class_sums.sum()
+    return multiclass_hkr_terms(y_pred, y_true, margin, sample_weight, class_weight_sums)[1]
 
 
 def multiclass_hkr_loss(
@@ -216,9 +225,30 @@ def multiclass_hkr_loss(
     >>> multiclass_hkr_loss(torch.stack([-f1, f1], 1), torch.tensor([1, 1, 0, 0]), alpha=2.0)
     tensor(-0.5000)
     """
-    kr = multiclass_kr_loss(y_pred, y_true, sample_weight, class_weight_sums)
-    hinge = multiclass_hinge_loss(y_pred, y_true, margin, sample_weight, class_weight_sums)
+    kr, hinge = multiclass_hkr_terms(y_pred, y_true, margin, sample_weight, class_weight_sums)
     return alpha * hinge - kr
+
+
+def multiclass_hkr_terms(
+    y_pred: Tensor,
+    y_true: Tensor,
+    margin: float = 1.0,
+    sample_weight: Tensor | None = None,
+    class_weight_sums: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Both one-vs-all terms, ``(KR, hinge)`` averaged over the outputs, in one pass.
+
+    The formulas of :func:`multiclass_kr_loss` and :func:`multiclass_hinge_loss`
+    live here once.
+    """
+    member, w, class_sums = _one_vs_all(y_pred, y_true, sample_weight, class_weight_sums)
+    rest_sums = class_sums.sum() - class_sums
+    weighted = w[:, None] * y_pred
+    inside = (weighted * member).sum(0) / class_sums.clamp_min(1e-12)
+    outside = (weighted * (1 - member)).sum(0) / rest_sums.clamp_min(1e-12)
+    signs = 2 * member - 1
+    hinge = (w[:, None] * F.relu(margin - signs * y_pred)).sum(0).mean() / class_sums.sum()
+    return (inside - outside).mean(), hinge
 
 
 def _one_vs_all(

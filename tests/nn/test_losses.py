@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from sklip.nn import hinge_margin_loss, hkr_loss, kr_loss, multiclass_hkr_loss
+from sklip.nn import (
+    hinge_margin_loss,
+    hkr_loss,
+    hkr_terms,
+    kr_loss,
+    multiclass_hkr_loss,
+    multiclass_hkr_terms,
+)
 
 Y = torch.tensor([1.0, 1.0, -1.0, -1.0])
 W = torch.tensor([1.0, 3.0, 2.0, 2.0])
@@ -118,3 +125,13 @@ def test_losses_reject_mismatched_shapes():
         hkr_loss(torch.zeros(4, 2), Y)
     with pytest.raises(ValueError, match=r"\(n, K\)"):
         multiclass_hkr_loss(torch.zeros(4), Y3)
+
+
+def test_terms_are_the_two_losses_from_one_pass():
+    f = torch.tensor([2.0, 0.5, -1.0, 0.5])
+    kr, hinge = hkr_terms(f, Y, 1.0, W)
+    assert kr.item() == pytest.approx(1.125)  # hand values of the tests above
+    assert hinge.item() == pytest.approx(0.5625)
+    kr3, hinge3 = multiclass_hkr_terms(F3, Y3, 1.0)
+    assert kr3.item() == pytest.approx(37 / 18)
+    assert hinge3.item() == pytest.approx(5 / 12)
