@@ -75,7 +75,7 @@ def certified_radius(estimator: Any, X: Any) -> np.ndarray:
     >>> np.allclose(certified_radius(pipe, X), inner * pipe[0].scale_.min())
     True
     """
-    classifier, _, affine = _unwrap(estimator)
+    classifier, affine = _unwrap(estimator)
     if affine is None:
         return classifier.certified_radius(X)
     Z = estimator[:-1].transform(X)
@@ -254,7 +254,7 @@ def counterfactual(
     X_cf : ndarray of shape (n_samples, n_features)
     tightness : ndarray of shape (n_samples,), if ``return_tightness``
     """
-    classifier, _, affine = _unwrap(estimator)
+    classifier, affine = _unwrap(estimator)
     if affine is not None and np.linalg.matrix_rank(affine[0]) == affine[0].shape[1]:
         # Walk where the network is gradient-norm preserving, then take the
         # smallest raw change that produces the same move (pseudo-inverse).
@@ -291,11 +291,11 @@ def _tightness(estimator: Any, X: Any, start: np.ndarray, end: np.ndarray) -> np
 
 
 # ---------------------------------------------------------------- internals
-def _unwrap(estimator: Any) -> tuple[Any, list[Any], tuple[np.ndarray, np.ndarray] | None]:
-    """(classifier, preprocessing steps, their composed affine map or None)."""
+def _unwrap(estimator: Any) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None]:
+    """(classifier, the composed affine map ``(A, b)`` of a Pipeline's steps, or None)."""
     if not isinstance(estimator, Pipeline):
         check_is_fitted(estimator, "module_")
-        return estimator, [], None
+        return estimator, None
     classifier = estimator.steps[-1][1]
     if not hasattr(classifier, "certified_radius"):
         raise TypeError(
@@ -303,15 +303,14 @@ def _unwrap(estimator: Any) -> tuple[Any, list[Any], tuple[np.ndarray, np.ndarra
             f"{type(classifier).__name__}."
         )
     check_is_fitted(classifier, "module_")
-    steps = [step for _, step in estimator.steps[:-1]]
     n_features = getattr(estimator, "n_features_in_", None)
     if n_features is None:
         n_features = classifier.n_features_in_
     A, b = np.eye(n_features), np.zeros(n_features)
-    for step in steps:
+    for _, step in estimator.steps[:-1]:
         A_step, b_step = _affine_map(step, A.shape[1])
         A, b = A @ A_step, b @ A_step + b_step
-    return classifier, steps, (A, b)
+    return classifier, (A, b)
 
 
 def _affine_map(step: Any, n_features: int) -> tuple[np.ndarray, np.ndarray]:
@@ -345,7 +344,7 @@ def _spectral_norm(matrix: np.ndarray) -> float:
 
 def _differentiable_scores(estimator: Any, X: Any) -> tuple[Callable, Tensor, Any]:
     """A torch function raw inputs -> network scores, the inputs, and the classifier."""
-    classifier, _, affine = _unwrap(estimator)
+    classifier, affine = _unwrap(estimator)
     module = classifier.module_.eval()
     device = classifier.device_
     if affine is None:
