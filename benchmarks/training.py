@@ -34,6 +34,7 @@ from torch import nn
 
 from sklip import LipschitzClassifier
 from sklip.nn import lipschitz_bound, pairwise_lipschitz_bound
+from sklip.robustness import certified_accuracy_curve, radius_from_outputs
 
 EPS = (0.25, 0.5, 1.0)
 WIDTH, BATCH, LR, ALPHA, MARGIN = 128, 128, 5e-3, 10.0, 1.0
@@ -75,17 +76,14 @@ def certified(
         out = net(torch.as_tensor(X)).double().numpy()
     if out.shape[1] == 1:
         predicted = (out[:, 0] > 0).astype(int)
-        radius = np.abs(out[:, 0]) / lipschitz_bound(bound_net)
+        radius = radius_from_outputs(out, lipschitz_bound(bound_net))
     else:
         predicted = out.argmax(axis=1)
-        pairwise = pairwise_lipschitz_bound(bound_net).numpy()[predicted]
-        gaps = out[np.arange(len(out)), predicted][:, None] - out
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = np.where(pairwise > 0, gaps / pairwise, np.inf)
-        ratios[np.arange(len(out)), predicted] = np.inf
-        radius = ratios.min(axis=1)
+        pairwise = pairwise_lipschitz_bound(bound_net).numpy()
+        radius = radius_from_outputs(out, lipschitz_bound(bound_net), pairwise)
     correct = predicted == y
-    return float(correct.mean()), [float(np.mean(correct & (radius >= eps))) for eps in EPS]
+    curve = certified_accuracy_curve(correct, radius, np.asarray(EPS))
+    return float(correct.mean()), curve.tolist()
 
 
 def torch_loop(net, loss_fn, X, targets, epochs, seed=0) -> float:

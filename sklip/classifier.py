@@ -11,6 +11,7 @@ from sklearn.base import ClassifierMixin, _fit_context
 from ._base import LipschitzEstimatorBase
 from ._calibration import fit_temperature, softmax
 from .nn import pairwise_lipschitz_bound
+from .robustness import radius_from_outputs
 
 
 class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
@@ -259,16 +260,8 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         ndarray of shape (n_samples,)
         """
         outputs = self._forward(X)
-        if outputs.shape[1] == 1:
-            return np.abs(outputs[:, 0]) / self.lipschitz_constant_
-        predicted = outputs.argmax(axis=1)
-        gaps = outputs[np.arange(len(outputs)), predicted][:, None] - outputs
-        bounds = self.pairwise_lipschitz_constant_[predicted]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # A zero bound means f_c - f_j is constant: that pair never flips.
-            ratios = np.where(bounds > 0, gaps / bounds, np.inf)
-        ratios[np.arange(len(outputs)), predicted] = np.inf
-        return ratios.min(axis=1)
+        pairwise = getattr(self, "pairwise_lipschitz_constant_", None)
+        return radius_from_outputs(outputs, self.lipschitz_constant_, pairwise)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

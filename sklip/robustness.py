@@ -37,6 +37,7 @@ __all__ = [
     "counterfactual",
     "make_certified_scorer",
     "pgd_attack",
+    "radius_from_outputs",
 ]
 
 
@@ -80,6 +81,42 @@ def certified_radius(estimator: Any, X: Any) -> np.ndarray:
         return classifier.certified_radius(X)
     Z = estimator[:-1].transform(X)
     return classifier.certified_radius(Z) / _spectral_norm(affine[0])
+
+
+def radius_from_outputs(
+    outputs: np.ndarray, lipschitz_constant: float, pairwise: np.ndarray | None = None
+) -> np.ndarray:
+    r"""Certified L2 radius of each prediction from a network's outputs and bounds.
+
+    One output: :math:`|f(x)| / L`. ``K`` outputs, predicted class ``c``:
+    :math:`\min_{j \ne c} (f_c(x) - f_j(x)) / L_{cj}` with ``pairwise`` the
+    ``(K, K)`` bounds of :func:`sklip.nn.pairwise_lipschitz_bound`; a zero
+    bound means ``f_c - f_j`` is constant, so that pair never flips.
+
+    Parameters
+    ----------
+    outputs : ndarray of shape (n_samples, n_outputs)
+    lipschitz_constant : float
+        Bound of the whole network (used with one output).
+    pairwise : ndarray of shape (n_outputs, n_outputs), optional
+        Needed with several outputs.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+    """
+    if outputs.shape[1] == 1:
+        return np.abs(outputs[:, 0]) / lipschitz_constant
+    if pairwise is None:
+        raise ValueError("pairwise bounds are needed for a network with several outputs.")
+    rows = np.arange(len(outputs))
+    predicted = outputs.argmax(axis=1)
+    gaps = outputs[rows, predicted][:, None] - outputs
+    bounds = pairwise[predicted]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(bounds > 0, gaps / bounds, np.inf)
+    ratios[rows, predicted] = np.inf
+    return ratios.min(axis=1)
 
 
 def certified_accuracy(estimator: Any, X: Any, y: Any, eps: float | Any) -> float | np.ndarray:

@@ -174,3 +174,16 @@ def test_bad_eps_is_refused(models):
         pgd_attack(clf, X_test, y_test, np.nan)
     with pytest.raises(ValueError, match="eps"):
         make_certified_scorer(-0.5)
+
+
+def test_radius_from_outputs_matches_a_hand_computation():
+    from sklip.robustness import radius_from_outputs
+
+    assert np.allclose(radius_from_outputs(np.array([[-2.0], [0.5]]), 2.0), [1.0, 0.25])
+    pairwise = np.array([[0.0, 2.0, 1.0], [2.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    # class 0 predicted: min((3 - 1) / 2, (3 - 0) / 1) = 1; class 1 predicted:
+    # (4 - 3) / 2 against class 0, and a zero bound against class 2 never flips.
+    outputs = np.array([[3.0, 1.0, 0.0], [3.0, 4.0, 0.0]])
+    assert np.allclose(radius_from_outputs(outputs, 9.9, pairwise), [1.0, 0.5])
+    with pytest.raises(ValueError, match="pairwise"):
+        radius_from_outputs(outputs, 1.0)
