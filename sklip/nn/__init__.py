@@ -19,8 +19,10 @@ from .export import export
 from .layers import ImageView, L2NormPool2d, LipschitzConv2d, LipschitzLinear
 from .losses import (
     hinge_margin_loss,
+    hkr_coefficients,
     hkr_loss,
     hkr_terms,
+    hkr_terms_from_coefficients,
     kr_loss,
     multiclass_hinge_loss,
     multiclass_hkr_loss,
@@ -45,8 +47,10 @@ __all__ = [
     "export",
     "gram_spectral_bound",
     "hinge_margin_loss",
+    "hkr_coefficients",
     "hkr_loss",
     "hkr_terms",
+    "hkr_terms_from_coefficients",
     "kr_loss",
     "lipschitz_bound",
     "lipschitz_cnn",

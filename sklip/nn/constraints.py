@@ -102,6 +102,9 @@ class SpectralBjorck(nn.Module):
                 v = F.normalize(weight.mT @ u, dim=0)
                 u = F.normalize(weight @ v, dim=0)
             self.u.copy_(u)
+            # A half-step more than the stored pair: after a large optimiser
+            # step, the estimate from the previous ``v`` can be low enough
+            # (below a third of the norm) to make Björck diverge.
             v = F.normalize(weight.mT @ u, dim=0)
         sigma = torch.dot(u, weight @ v)
         return bjorck_orthonormalize(weight / sigma, self.bjorck_iterations)

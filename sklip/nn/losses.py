@@ -32,8 +32,10 @@ from torch.nn import functional as F
 
 __all__ = [
     "hinge_margin_loss",
+    "hkr_coefficients",
     "hkr_loss",
     "hkr_terms",
+    "hkr_terms_from_coefficients",
     "kr_loss",
     "multiclass_hinge_loss",
     "multiclass_hkr_loss",
@@ -138,15 +140,12 @@ def hkr_terms(
     r"""Both terms of the binary HKR loss, ``(KR, hinge)``, from one pass over the batch.
 
     The formulas of :func:`kr_loss` and :func:`hinge_margin_loss` live here
-    once; a training loop that reports both terms calls this instead of each.
+    once (through :func:`hkr_coefficients`); a training loop that reports both
+    terms calls this instead of each.
     """
     f, y, w = _binary_inputs(y_pred, y_true, sample_weight)
-    positive = (y > 0).to(f.dtype)
-    sums = _binary_class_sums(w, positive, class_weight_sums)
-    weighted = w * f
-    kr = (weighted * positive).sum() / sums[1] - (weighted * (1 - positive)).sum() / sums[0]
-    hinge = (w * F.relu(margin - y * f)).sum() / sums.sum()
-    return kr, hinge
+    coefficients = _binary_coefficients(y, w, class_weight_sums)
+    return hkr_terms_from_coefficients(f, coefficients, margin)
 
 
 def multiclass_kr_loss(
@@ -239,16 +238,105 @@ def multiclass_hkr_terms(
     """Both one-vs-all terms, ``(KR, hinge)`` averaged over the outputs, in one pass.
 
     The formulas of :func:`multiclass_kr_loss` and :func:`multiclass_hinge_loss`
-    live here once.
+    live here once (through :func:`hkr_coefficients`).
     """
     member, w, class_sums = _one_vs_all(y_pred, y_true, sample_weight, class_weight_sums)
-    rest_sums = class_sums.sum() - class_sums
-    weighted = w[:, None] * y_pred
-    inside = (weighted * member).sum(0) / class_sums.clamp_min(1e-12)
-    outside = (weighted * (1 - member)).sum(0) / rest_sums.clamp_min(1e-12)
-    signs = 2 * member - 1
-    hinge = (w[:, None] * F.relu(margin - signs * y_pred)).sum(0).mean() / class_sums.sum()
-    return (inside - outside).mean(), hinge
+    coefficients = _one_vs_all_coefficients(member, w, class_sums)
+    return hkr_terms_from_coefficients(y_pred, coefficients, margin)
+
+
+def hkr_coefficients(
+    y_true: Tensor,
+    n_outputs: int = 1,
+    sample_weight: Tensor | None = None,
+    class_weight_sums: Tensor | None = None,
+) -> Tensor:
+    r"""Per-sample coefficients that make both HKR terms plain weighted sums.
+
+    Both terms are linear in the per-sample quantities :math:`f_{ik}` and
+    :math:`(m - s_{ik} f_{ik})_+`, with coefficients that depend only on the
+    labels and weights:
+
+    .. math::
+        \mathrm{KR} = \sum_{i,k} c_{ik} f_{ik}, \qquad
+        H = \sum_i h_i \sum_k (m - s_{ik} f_{ik})_+
+
+    * binary (``n_outputs=1``, labels :math:`y_i = \pm 1`): :math:`s_i = y_i`,
+      :math:`c_i = w_i (1[y_i=+1] / S_+ - 1[y_i=-1] / S_-)`,
+      :math:`h_i = w_i / (S_+ + S_-)`;
+    * one-vs-all (``n_outputs=K``, labels in ``[0, K)``): :math:`s_{ik} = \pm 1`
+      as :math:`y_i = k` or not, :math:`c_{ik} = w_i (1[y_i=k] / S_k -
+      1[y_i \ne k] / (S - S_k)) / K`, :math:`h_i = w_i / (K S)`,
+
+    :math:`S_k` being the per-class weight totals (``class_weight_sums``, or
+    the batch's own) and :math:`S` their sum. A training loop computes the
+    table once for the whole training set, with the whole set's totals; the
+    rows of a batch that holds a share ``b / n`` of it, times ``n / b``, then
+    give an unbiased estimate of the full-data terms
+    (:func:`hkr_terms_from_coefficients`).
+
+    Parameters
+    ----------
+    y_true : Tensor of shape (n,)
+        Labels in {-1, +1} (binary) or class indices (one-vs-all).
+    n_outputs : int, default=1
+        1 for the binary loss, ``K`` for the one-vs-all loss over ``K`` outputs.
+    sample_weight : Tensor of shape (n,), optional
+    class_weight_sums : Tensor of shape (2,) or (K,), optional
+        ``(S_-, S_+)`` (binary) or ``(S_0, ..., S_{K-1})``.
+
+    Returns
+    -------
+    Tensor of shape (n, 2 K + 1)
+        Columns ``[0, K)`` hold :math:`c_{ik}`, ``[K, 2K)`` hold
+        :math:`s_{ik}` and the last holds :math:`h_i`, so that one gather of
+        rows serves a mini-batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklip.nn import hkr_coefficients
+    >>> hkr_coefficients(torch.tensor([1.0, 1.0, -1.0]))
+    tensor([[ 0.5000,  1.0000,  0.3333],
+            [ 0.5000,  1.0000,  0.3333],
+            [-1.0000, -1.0000,  0.3333]])
+    """
+    if not isinstance(n_outputs, int) or n_outputs < 1:
+        raise ValueError(f"n_outputs must be a positive integer, got {n_outputs!r}.")
+    if y_true.dim() != 1:
+        raise ValueError(f"y_true must have shape (n,), got {tuple(y_true.shape)}.")
+    dtype = y_true.dtype if y_true.is_floating_point() else torch.get_default_dtype()
+    like = torch.empty(y_true.shape[0], n_outputs, dtype=dtype, device=y_true.device)
+    if n_outputs == 1:
+        w = _weights(sample_weight, y_true.shape[0], like)
+        return _binary_coefficients(y_true.to(dtype), w, class_weight_sums)
+    member, w, class_sums = _one_vs_all(like, y_true, sample_weight, class_weight_sums)
+    return _one_vs_all_coefficients(member, w, class_sums)
+
+
+def hkr_terms_from_coefficients(
+    y_pred: Tensor, coefficients: Tensor, margin: float = 1.0
+) -> tuple[Tensor, Tensor]:
+    r"""``(KR, hinge)`` of outputs ``y_pred`` against rows of :func:`hkr_coefficients`.
+
+    Parameters
+    ----------
+    y_pred : Tensor of shape (n, K), or (n,) when ``K = 1``
+    coefficients : Tensor of shape (n, 2 K + 1)
+    margin : float, default=1.0
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        :math:`\sum_{ik} c_{ik} f_{ik}` and
+        :math:`\sum_i h_i \sum_k (m - s_{ik} f_{ik})_+`.
+    """
+    n_outputs = (coefficients.shape[1] - 1) // 2
+    f = y_pred.reshape(-1, n_outputs)
+    kr = (coefficients[:, :n_outputs] * f).sum()
+    shortfall = F.relu(margin - coefficients[:, n_outputs:-1] * f)
+    hinge = (coefficients[:, -1:] * shortfall).sum()
+    return kr, hinge
 
 
 def _one_vs_all(
@@ -289,9 +377,23 @@ def _binary_inputs(
     return f, y_true.to(f.dtype), _weights(sample_weight, f.shape[0], f)
 
 
-def _binary_class_sums(w: Tensor, positive: Tensor, class_weight_sums: Tensor | None) -> Tensor:
+def _binary_coefficients(y: Tensor, w: Tensor, class_weight_sums: Tensor | None) -> Tensor:
+    positive = (y > 0).to(w.dtype)
     if class_weight_sums is not None:
-        return class_weight_sums.to(w)
-    sums = torch.stack(((w * (1 - positive)).sum(), (w * positive).sum()))
+        sums = class_weight_sums.to(w)
+    else:
+        sums = torch.stack(((w * (1 - positive)).sum(), (w * positive).sum()))
     # An absent class contributes a zero mean rather than 0/0.
-    return sums.clamp_min(1e-12)
+    sums = sums.clamp_min(1e-12)
+    kr = w * (positive / sums[1] - (1 - positive) / sums[0])
+    return torch.stack((kr, 2 * positive - 1, w / sums.sum()), dim=1)
+
+
+def _one_vs_all_coefficients(member: Tensor, w: Tensor, class_sums: Tensor) -> Tensor:
+    n_classes = member.shape[1]
+    rest_sums = (class_sums.sum() - class_sums).clamp_min(1e-12)
+    inside = member / class_sums.clamp_min(1e-12)
+    outside = (1 - member) / rest_sums
+    kr = w[:, None] * (inside - outside) / n_classes
+    hinge = w / (n_classes * class_sums.sum())
+    return torch.cat((kr, 2 * member - 1, hinge[:, None]), dim=1)

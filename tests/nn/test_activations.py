@@ -24,6 +24,29 @@ def test_maxmin_is_groupsort_two_and_fullsort_sorts_everything():
     assert torch.equal(GroupSort(2)(x), general)
 
 
+def test_maxmin_training_path_matches_the_exact_sort_and_routes_gradients():
+    # With autograd on, MaxMin computes min/max through one ReLU (a cheaper
+    # backward): values and gradients may differ by a rounding, and each
+    # output's gradient must reach the input it came from.
+    torch.manual_seed(0)
+    x = torch.randn(64, 16, dtype=torch.float64)
+    x[0, 8] = x[0, 0]  # a tie
+    exact = GroupSort(2)(x)
+    leaf = x.clone().requires_grad_()
+    trained = GroupSort(2)(leaf)
+    assert torch.allclose(trained, exact, rtol=0, atol=1e-15)
+    upstream = torch.randn(64, 16, dtype=torch.float64)
+    (trained * upstream).sum().backward()
+    expected = x.clone().requires_grad_()
+    (expected.reshape(64, 2, 8).sort(dim=1).values.reshape(64, 16) * upstream).sum().backward()
+    untied = torch.ones_like(x, dtype=torch.bool)
+    untied[0, [0, 8]] = False
+    assert torch.allclose(leaf.grad[untied], expected.grad[untied], rtol=0, atol=1e-15)
+    # At the tie the gradient is routed one way or the other, never split.
+    tied = leaf.grad[0, [0, 8]].sort().values
+    assert torch.allclose(tied, upstream[0, [0, 8]].sort().values, rtol=0, atol=1e-15)
+
+
 @pytest.mark.parametrize(
     "activation", [GroupSort(2), GroupSort(4), FullSort()], ids=["gs2", "gs4", "full"]
 )

@@ -3,8 +3,10 @@ import torch
 
 from sklip.nn import (
     hinge_margin_loss,
+    hkr_coefficients,
     hkr_loss,
     hkr_terms,
+    hkr_terms_from_coefficients,
     kr_loss,
     multiclass_hkr_loss,
     multiclass_hkr_terms,
@@ -135,3 +137,45 @@ def test_terms_are_the_two_losses_from_one_pass():
     kr3, hinge3 = multiclass_hkr_terms(F3, Y3, 1.0)
     assert kr3.item() == pytest.approx(37 / 18)
     assert hinge3.item() == pytest.approx(5 / 12)
+
+
+def test_coefficient_table_holds_the_hand_computed_weights():
+    # Binary, weights W: S_+ = 4, S_- = 4, S = 8.
+    table = hkr_coefficients(Y, 1, W)
+    expected = torch.tensor(
+        [[1 / 4, 1, 1 / 8], [3 / 4, 1, 3 / 8], [-2 / 4, -1, 2 / 8], [-2 / 4, -1, 2 / 8]]
+    )
+    assert torch.allclose(table, expected)
+    # One-vs-all, unit weights, K = 3: S = (2, 1, 1), rest = (2, 3, 3), S_total = 4.
+    table3 = hkr_coefficients(Y3, 3)
+    assert table3.shape == (4, 7)
+    assert torch.allclose(table3[0, :3], torch.tensor([1 / 2, -1 / 3, -1 / 3]) / 3)
+    assert torch.equal(table3[1, 3:6], torch.tensor([-1.0, 1.0, -1.0]))
+    assert torch.allclose(table3[:, 6], torch.full((4,), 1 / 12))
+
+
+def test_batches_of_the_whole_set_table_estimate_the_full_terms_without_bias():
+    # The training loop's path: one table for the whole set, rows gathered per
+    # batch and scaled by n / b. Every batch, even one holding a single class,
+    # is an unbiased estimate, so the share-weighted batch terms sum to the
+    # full-data terms exactly.
+    torch.manual_seed(0)
+    n, batch = 12, 4
+    f = torch.randn(n, 3)
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2])  # first batch: class 0 only
+    w = torch.rand(n) + 0.5
+    full = multiclass_hkr_terms(f, y, 0.7, w)
+    table = hkr_coefficients(y, 3, w)
+    parts = [
+        torch.stack(hkr_terms_from_coefficients(f[i : i + batch], table[i : i + batch], 0.7))
+        * (n / batch)
+        for i in range(0, n, batch)
+    ]
+    assert torch.allclose(torch.stack(parts).mean(0), torch.stack(full), rtol=1e-6)
+
+
+def test_coefficients_reject_bad_arguments():
+    with pytest.raises(ValueError, match="n_outputs"):
+        hkr_coefficients(Y, 0)
+    with pytest.raises(ValueError, match="y_true"):
+        hkr_coefficients(torch.zeros(4, 2))

@@ -1,0 +1,57 @@
+"""The shared training loop's choices: thread budget and work estimate."""
+
+import torch
+from sklearn.datasets import make_blobs
+
+import sklip._training as training
+from sklip import LipschitzClassifier
+from sklip.nn import lipschitz_cnn, lipschitz_mlp
+
+
+def test_forward_work_counts_dense_and_convolution_multiply_adds():
+    # 3 -> 4 -> 2 -> 1: 12 + 8 + 2 multiply-adds per sample.
+    assert training.forward_work(lipschitz_mlp(3, (4, 2), 1), batch_size=10) == 220
+    # One 3x3 convolution 1 -> 2 channels on 4x4 ("same"): 9 * 2 * 16 = 288;
+    # pooled to 2x2, flattened (8) into the 2-output layer: 16.
+    net = lipschitz_cnn((1, 4, 4), (2,), (), 2)
+    assert training.forward_work(net, batch_size=1) == 288 + 16
+
+
+def test_small_fits_train_on_one_thread_and_restore_the_setting(monkeypatch):
+    seen = []
+    original = training._run_epoch
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_run_epoch", spy)
+    X, y = make_blobs(100, n_features=4, centers=2, random_state=0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        LipschitzClassifier(hidden_layer_sizes=(8,), max_epochs=2, random_state=0).fit(X, y)
+        assert seen == [1, 1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_large_steps_keep_torchs_thread_setting(monkeypatch):
+    monkeypatch.setattr(training, "SMALL_STEP", 0)
+    seen = []
+    original = training._run_epoch
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_run_epoch", spy)
+    X, y = make_blobs(100, n_features=4, centers=2, random_state=0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        LipschitzClassifier(hidden_layer_sizes=(8,), max_epochs=1, random_state=0).fit(X, y)
+        assert seen == [2]
+    finally:
+        torch.set_num_threads(before)
