@@ -78,7 +78,7 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
     ----------
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined when ``X`` has string feature names (a DataFrame).
     module_ : torch.nn.Sequential
         The constrained network.

@@ -32,7 +32,9 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
     Kantorovich-Rubinstein dual
 
     .. math::
-        \mathrm{KR}(f) = E_w[f \mid y = \text{classes\_}[1]] - E_w[f \mid y = \text{classes\_}[0]]
+        \mathrm{KR}(f) = E_w[f \mid y = c_1] - E_w[f \mid y = c_0]
+
+    with :math:`(c_0, c_1)` = ``classes_``,
 
     whose maximum over 1-Lipschitz ``f`` is :math:`W_1` between the two
     (sample-weighted) empirical measures. ``alpha > 0`` adds the HKR hinge,
