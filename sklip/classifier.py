@@ -59,7 +59,8 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         its accuracy has not improved by ``tol`` for ``n_iter_no_change``
         epochs, and keep the best epoch's weights. Otherwise training stops
         when the training loss has not improved by ``tol`` for
-        ``n_iter_no_change`` epochs.
+        ``n_iter_no_change`` epochs. ``partial_fit`` refuses it, as
+        scikit-learn does.
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=10
     tol : float, default=1e-4
@@ -90,9 +91,10 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         Bounds of the Lipschitz constants of the score differences
         ``f_i - f_j`` (multiclass only), used by ``certified_radius``.
     temperature_ : float
-        Scale ``a > 0`` of the scores in ``predict_proba`` (fitted).
+        Scale ``a > 0`` of the scores in ``predict_proba``, fitted on the
+        training data (after ``partial_fit``: on the last chunk).
     n_iter_ : int
-        Epochs run (summed over warm starts).
+        Epochs run (summed over warm starts; one per ``partial_fit`` call).
     loss_curve_ : list of float
         Training loss per epoch.
     history_ : list of dict
@@ -168,12 +170,76 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         -------
         self
         """
-        _, (X_fit, labels_fit, weights_fit), _ = self._fit_hkr(X, y, sample_weight)
+        _, train, _ = self._fit_hkr(X, y, sample_weight)
+        self._fit_calibration(*train)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(
+        self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
+    ) -> LipschitzClassifier:
+        """Train the network on ``(X, y)`` for one epoch: one pass over this chunk.
+
+        The first call builds the network (as ``fit`` would, without its
+        stopping rules) and needs ``classes``; each later call trains the same
+        network on with the same Adam state, adds one to ``n_iter_`` and one
+        record to ``history_``. ``fit`` starts afresh. As in scikit-learn,
+        ``early_stopping=True`` is refused: one pass holds nothing out.
+
+        The KR class means of a chunk are taken within the chunk (its own class
+        weight totals), so every chunk's loss estimates the loss on the
+        distribution it comes from; chunks should hold every class (rows in
+        random order). ``temperature_`` is refitted on each chunk.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        y : array-like of shape (n_samples,)
+            Labels of this chunk; need not hold every class.
+        classes : array-like of shape (n_classes,), default=None
+            Every class the stream holds: required on the first call (when the
+            estimator is not fitted), optional after, where it must not change.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.datasets import make_moons
+        >>> from sklip import LipschitzClassifier
+        >>> X, y = make_moons(2000, noise=0.1, random_state=0)
+        >>> clf = LipschitzClassifier(margin=0.1, random_state=0)
+        >>> for epoch in range(10):
+        ...     for chunk in np.array_split(np.arange(2000), 4):
+        ...         clf = clf.partial_fit(X[chunk], y[chunk], classes=[0, 1])
+        >>> clf.n_iter_
+        40
+        >>> clf.score(X, y) > 0.9
+        True
+        """
+        if self.early_stopping:
+            raise ValueError(
+                "partial_fit does not support early_stopping=True (one pass over a chunk "
+                "holds nothing out); set early_stopping=False or use fit."
+            )
+        self._fit_calibration(*self._partial_fit_hkr(X, y, classes, sample_weight))
+        return self
+
+    def _fit_calibration(self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> None:
+        """What follows training: the pairwise bounds, ``temperature_`` on the training data."""
         if len(self.classes_) > 2:
             self.pairwise_lipschitz_constant_ = pairwise_lipschitz_bound(self.module_).numpy()
-        scores = self._class_scores(self._outputs(X_fit))
-        self.temperature_ = fit_temperature(scores, labels_fit, weights_fit, self.margin)
-        return self
+        scores = self._class_scores(self._outputs(X))
+        self.temperature_ = fit_temperature(scores, labels, weights, self.margin)
+
+    def _check_classes(self, classes: np.ndarray) -> None:
+        if len(classes) < 2:
+            raise ValueError(
+                f"LipschitzClassifier needs at least 2 classes, got classes={classes.tolist()}."
+            )
 
     def _encode_labels(self, y: np.ndarray, weights: np.ndarray, warm: bool) -> np.ndarray:
         classes, labels = np.unique(y, return_inverse=True)

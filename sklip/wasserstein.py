@@ -20,6 +20,7 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ._base import LipschitzEstimatorBase
+from ._streaming import streamed_wasserstein
 
 __all__ = ["WassersteinEstimator", "wasserstein_distance"]
 
@@ -66,7 +67,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of each set, keep the critic with the
         best held-out dual value, stop after ``n_iter_no_change`` epochs
-        without a gain of ``tol``.
+        without a gain of ``tol``. ``partial_fit`` ignores it.
     validation_fraction : float, default=0.2
     n_iter_no_change : int, default=10
     tol : float, default=1e-4
@@ -161,7 +162,63 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         -------
         self
         """
-        (X, labels, weights), _, held_out = self._fit_hkr(X, y, sample_weight)
+        full, _, held_out = self._fit_hkr(X, y, sample_weight)
+        self._summarise(*full, held_out=held_out)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(
+        self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
+    ) -> WassersteinEstimator:
+        """Train the critic on ``(X, y)`` for one epoch: one pass over this chunk.
+
+        As :meth:`sklip.LipschitzClassifier.partial_fit`, with ``classes`` the two
+        set labels, and one difference: ``early_stopping`` (on by default, to
+        keep ``fit``'s many passes over the same samples from learning their
+        particularities) is ignored, as a stream brings new samples. Set means
+        are taken within the chunk, which should hold both sets; ``distance_``,
+        ``lower_bound_`` and ``offset_`` are those of the last chunk.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Set labels of this chunk.
+        classes : array-like of shape (2,), default=None
+            The two set labels: required on the first call (when the estimator
+            is not fitted), optional after, where they must not change.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklip import WassersteinEstimator
+        >>> rng = np.random.RandomState(0)
+        >>> est = WassersteinEstimator(random_state=0)
+        >>> for _ in range(30):  # 30 chunks of 1000 new samples per set
+        ...     P, Q = rng.normal(size=(1000, 2)), rng.normal(size=(1000, 2)) + [3.0, 4.0]
+        ...     est = est.partial_fit(np.vstack([P, Q]), np.repeat([0, 1], 1000), classes=[0, 1])
+        >>> round(est.distance_)
+        5
+        """
+        self._summarise(*self._partial_fit_hkr(X, y, classes, sample_weight), held_out=None)
+        return self
+
+    def _summarise(self, X, labels, weights, held_out) -> None:
+        """``distance_``, ``lower_bound_``, ``offset_`` (and the held-out value) of the critic.
+
+        A chunk that holds a single set (possible with ``partial_fit``) has no
+        dual value: the previous chunk's figures stay (NaN after a first call).
+        """
+        if np.bincount(labels, weights=weights, minlength=2).min() <= 0:
+            if not hasattr(self, "distance_"):
+                self.distance_ = self.lower_bound_ = float("nan")
+                self.offset_ = 0.0
+            return
         potential = self._outputs(X)[:, 0]
         self.distance_ = _dual_value(potential, labels, weights)
         self.lower_bound_ = self.distance_ / self.lipschitz_constant_
@@ -170,8 +227,16 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
             self.validation_distance_ = _dual_value(
                 self._outputs(X_val)[:, 0], labels_val, weights_val
             )
+        elif hasattr(self, "validation_distance_"):
+            del self.validation_distance_  # a previous fit's: not of this critic
         self.offset_ = _midpoint(potential, labels, weights) if self.alpha == 0 else 0.0
-        return self
+
+    def _check_classes(self, classes: np.ndarray) -> None:
+        if len(classes) != 2:
+            raise ValueError(
+                "WassersteinEstimator needs exactly two classes, one per sample set; got "
+                f"classes={classes.tolist()}."
+            )
 
     def _validation_score(self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray):
         """A function giving the held-out dual value of the critic being trained."""
@@ -263,6 +328,8 @@ def wasserstein_distance(
     X_q: Any,
     sample_weight_p: Any = None,
     sample_weight_q: Any = None,
+    *,
+    chunk_size: int | None = None,
     **params: Any,
 ) -> float:
     r"""Wasserstein-1 distance between two sample sets, estimated by a 1-Lipschitz critic.
@@ -283,6 +350,15 @@ def wasserstein_distance(
         Samples of the two distributions.
     sample_weight_p, sample_weight_q : array-like, optional
         Non-negative weights of each set's samples (default: uniform).
+    chunk_size : int, default=None
+        Stream the two sets instead of loading them: ``X_p`` and ``X_q`` may
+        then be memory maps (``np.load(path, mmap_mode="r")``) or dask arrays,
+        read ``chunk_size`` rows at a time (both sets in their proportions, so
+        their rows should be in random order). The critic is trained by
+        ``partial_fit`` on each chunk, ``max_epochs`` passes (1 unless given,
+        no early stopping), and the estimate is its dual value over all the
+        samples, also read chunk by chunk: memory stays flat in the number of
+        samples.
     **params
         Parameters of :class:`WassersteinEstimator` (``random_state``,
         ``max_epochs``, ``hidden_layer_sizes``, ...).
@@ -308,12 +384,19 @@ def wasserstein_distance(
     >>> round(wasserstein_distance(P, P + [0.0, 2.0], random_state=0), 1)
     2.0
     """
-    X_p, X_q = np.asarray(X_p), np.asarray(X_q)
-    if X_p.ndim != 2 or X_q.ndim != 2 or X_p.shape[1] != X_q.shape[1]:
+    if not hasattr(X_p, "shape") or not hasattr(X_q, "shape"):  # lists: no streaming needed
+        X_p, X_q = np.asarray(X_p), np.asarray(X_q)
+    if len(X_p.shape) != 2 or len(X_q.shape) != 2 or X_p.shape[1] != X_q.shape[1]:
         raise ValueError(
             "X_p and X_q must be 2-D with the same number of features; got shapes "
             f"{X_p.shape} and {X_q.shape}."
         )
+    if chunk_size is not None:
+        estimator = WassersteinEstimator(**{"max_epochs": 1, **params})
+        return streamed_wasserstein(
+            estimator, X_p, X_q, sample_weight_p, sample_weight_q, chunk_size
+        )
+    X_p, X_q = np.asarray(X_p), np.asarray(X_q)
     X = np.vstack((X_p, X_q))
     y = np.repeat([0, 1], (X_p.shape[0], X_q.shape[0]))
     weights = None

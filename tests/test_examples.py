@@ -22,6 +22,7 @@ GALLERY = {
     "plot_counterfactual_digits.py",
     "plot_cnn_digits.py",
     "plot_gpu.py",
+    "plot_streaming_wasserstein.py",
 }
 
 
