@@ -24,7 +24,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from torch import nn
 
 from ._device import resolve_device
-from ._training import HKRObjective, StoppingRule, TrainingSet, train
+from ._training import HKRObjective, StoppingRule, TrainingSet, at_most_threads, train
 from .nn import (
     ACTIVATIONS,
     export,
@@ -188,8 +188,12 @@ class LipschitzEstimatorBase(BaseEstimator):
             module = copy.deepcopy(self.module_)
             history, n_iter = list(self.history_), self.n_iter_
         else:
-            # Seed a private copy of torch's RNG: the user's global state is untouched.
-            with torch.random.fork_rng(devices=[]):
+            # Seeded on a private copy of torch's RNG (the user's global state is
+            # untouched) and on one thread: the orthogonal initialisation's QR
+            # differs in its last bits with the thread count, so a dask worker
+            # (one thread) and the client (two) would otherwise train different
+            # networks from the same seed.
+            with torch.random.fork_rng(devices=[]), at_most_threads(1):
                 torch.manual_seed(init_seed)
                 module = self._build_module(data.X.shape[1], n_outputs)
             history, n_iter = [], 0

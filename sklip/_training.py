@@ -142,7 +142,7 @@ def train(
         for epoch in progress:
             started = time.perf_counter()
             module.train()
-            with _at_most_threads(1 if small else None):
+            with at_most_threads(1 if small else None):
                 record = _run_epoch(module, optimizer, data, objective, batch_size, generator)
             if not math.isfinite(record["loss"]):
                 lr = optimizer.param_groups[0]["lr"]
@@ -224,7 +224,7 @@ def forward_work(module: nn.Module, batch_size: int) -> int:
 
 
 @contextmanager
-def _at_most_threads(limit: int | None) -> Iterator[None]:
+def at_most_threads(limit: int | None) -> Iterator[None]:
     """Cap torch's intra-op threads inside the block, then restore the setting."""
     previous = torch.get_num_threads()
     if limit is None or limit >= previous:

@@ -55,3 +55,20 @@ def test_large_steps_keep_torchs_thread_setting(monkeypatch):
         assert seen == [2]
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_same_seed_trains_the_same_network_whatever_the_thread_count():
+    # A dask worker runs one thread, the client two: GridSearchCV's results must
+    # not depend on where a candidate ran (the orthogonal initialisation's QR
+    # differs in its last bits with the thread count).
+    X, y = make_blobs(200, n_features=64, centers=3, random_state=0)
+    before = torch.get_num_threads()
+    scores = []
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            clf = LipschitzClassifier(hidden_layer_sizes=(128,), max_epochs=5, random_state=0)
+            scores.append(clf.fit(X, y).loss_curve_)
+    finally:
+        torch.set_num_threads(before)
+    assert scores[0] == scores[1]
