@@ -6,7 +6,7 @@ set -uo pipefail
 out="${OUT:-.}"
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpu.txt"
-python -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$out/gpu_tests.log"
+python -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$out/gpu_tests.log"
 python benchmarks/wasserstein.py --methods sklip --sizes 10000 100000 1000000 2>&1 \
     | tee "$out/gpu_wasserstein.md"
 python benchmarks/training.py --epochs 30 2>&1 | tee "$out/gpu_training.md"
