@@ -17,7 +17,8 @@ def test_forward_work_counts_dense_and_convolution_multiply_adds():
     assert training.forward_work(net, batch_size=1) == 288 + 16
 
 
-def test_small_fits_train_on_one_thread_and_restore_the_setting(monkeypatch):
+def _threads_of_each_epoch(monkeypatch) -> list[int]:
+    """Record torch's thread count at the start of every training epoch."""
     seen = []
     original = training._run_epoch
 
@@ -26,6 +27,11 @@ def test_small_fits_train_on_one_thread_and_restore_the_setting(monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(training, "_run_epoch", spy)
+    return seen
+
+
+def test_small_fits_train_on_one_thread_and_restore_the_setting(monkeypatch):
+    seen = _threads_of_each_epoch(monkeypatch)
     X, y = make_blobs(100, n_features=4, centers=2, random_state=0)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -39,14 +45,7 @@ def test_small_fits_train_on_one_thread_and_restore_the_setting(monkeypatch):
 
 def test_large_steps_keep_torchs_thread_setting(monkeypatch):
     monkeypatch.setattr(training, "SMALL_STEP", 0)
-    seen = []
-    original = training._run_epoch
-
-    def spy(*args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(training, "_run_epoch", spy)
+    seen = _threads_of_each_epoch(monkeypatch)
     X, y = make_blobs(100, n_features=4, centers=2, random_state=0)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
