@@ -104,6 +104,16 @@ def radius_from_outputs(
     Returns
     -------
     ndarray of shape (n_samples,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklip.robustness import radius_from_outputs
+    >>> radius_from_outputs(np.array([[2.0], [-0.5]]), lipschitz_constant=2.0)
+    array([1.  , 0.25])
+    >>> pairwise = np.full((3, 3), 2.0)  # bounds of f_c - f_j
+    >>> radius_from_outputs(np.array([[3.0, 1.0, 0.0]]), 1.0, pairwise)  # min(2/2, 3/2)
+    array([1.])
     """
     if outputs.shape[1] == 1:
         return np.abs(outputs[:, 0]) / lipschitz_constant
@@ -137,6 +147,17 @@ def certified_accuracy(estimator: Any, X: Any, y: Any, eps: float | Any) -> floa
     Returns
     -------
     float, or ndarray of the shape of ``eps`` (the curve)
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_blobs
+    >>> from sklip import LipschitzClassifier
+    >>> X, y = make_blobs(60, centers=[[-3.0, 0.0], [3.0, 0.0]], random_state=0)
+    >>> clf = LipschitzClassifier(hidden_layer_sizes=(8,), max_epochs=20, random_state=0)
+    >>> clf = clf.fit(X, y)
+    >>> from sklip.robustness import certified_accuracy
+    >>> certified_accuracy(clf, X, y, eps=[0.0, 100.0])  # nobody is certified at 100
+    array([1., 0.])
     """
     eps_array = np.asarray(eps, dtype=np.float64)
     correct = estimator.predict(X) == np.asarray(y)
@@ -147,7 +168,16 @@ def certified_accuracy(estimator: Any, X: Any, y: Any, eps: float | Any) -> floa
 def certified_accuracy_curve(
     correct: np.ndarray, radius: np.ndarray, eps: np.ndarray
 ) -> np.ndarray:
-    """Mean of ``correct & (radius >= eps)`` for each ``eps`` (1-D): the one formula."""
+    """Mean of ``correct & (radius >= eps)`` for each ``eps`` (1-D): the one formula.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklip.robustness import certified_accuracy_curve
+    >>> correct = np.array([True, True, False])
+    >>> certified_accuracy_curve(correct, np.array([0.5, 2.0, 3.0]), np.array([0.0, 1.0, 2.5]))
+    array([0.66666667, 0.33333333, 0.        ])
+    """
     if not np.all(np.isfinite(eps)) or np.any(eps < 0):
         raise ValueError("eps must be finite and non-negative.")
     return np.mean(correct[None, :] & (radius[None, :] >= eps[:, None]), axis=1)
@@ -217,6 +247,19 @@ def pgd_attack(
     -------
     ndarray of shape (n_samples, n_features)
         The strongest perturbed points found (``X`` itself where ``eps`` is 0).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_blobs
+    >>> from sklip import LipschitzClassifier
+    >>> X, y = make_blobs(60, centers=[[-3.0, 0.0], [3.0, 0.0]], random_state=0)
+    >>> clf = LipschitzClassifier(hidden_layer_sizes=(8,), max_epochs=20, random_state=0)
+    >>> clf = clf.fit(X, y)
+    >>> from sklip.robustness import pgd_attack
+    >>> radius = clf.certified_radius(X)
+    >>> X_adv = pgd_attack(clf, X, y, 0.99 * radius, random_state=0)
+    >>> int((clf.predict(X_adv) != clf.predict(X)).sum())  # inside the certificates
+    0
     """
     scores, x0, classifier = _differentiable_scores(estimator, X)
     n = x0.shape[0]
@@ -290,6 +333,18 @@ def counterfactual(
     -------
     X_cf : ndarray of shape (n_samples, n_features)
     tightness : ndarray of shape (n_samples,), if ``return_tightness``
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_blobs
+    >>> from sklip import LipschitzClassifier
+    >>> X, y = make_blobs(60, centers=[[-3.0, 0.0], [3.0, 0.0]], random_state=0)
+    >>> clf = LipschitzClassifier(hidden_layer_sizes=(8,), max_epochs=20, random_state=0)
+    >>> clf = clf.fit(X, y)
+    >>> from sklip.robustness import counterfactual
+    >>> moved = counterfactual(clf, X[:5])
+    >>> bool((clf.predict(moved) != clf.predict(X[:5])).all())
+    True
     """
     classifier, affine = _unwrap(estimator)
     if affine is not None and np.linalg.matrix_rank(affine[0]) == affine[0].shape[1]:

@@ -6,6 +6,7 @@ skipped without it; the other tests need only the package.
 
 import doctest
 import importlib
+import inspect
 import re
 import subprocess
 import sys
@@ -94,3 +95,17 @@ def test_docs_build_without_warnings(tmp_path):
     classifier = (html / "generated" / "sklip.LipschitzClassifier.html").read_text()
     assert 'id="sklip.LipschitzClassifier.certified_radius"' in classifier
     assert (html / "auto_examples" / "plot_wasserstein_two_samples.html").is_file()
+
+
+def test_every_public_class_and_function_has_an_examples_section():
+    # numpydoc Examples are run by pytest's --doctest-modules over sklip/.
+    missing = []
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not callable(obj):
+                continue
+            if "Examples\n" not in (inspect.getdoc(obj) or ""):
+                missing.append(f"{module_name}.{name}")
+    assert not missing, f"public names without an Examples section: {missing}"

@@ -80,7 +80,15 @@ def _maxmin(x: Tensor) -> Tensor:
 
 
 class MaxMin(GroupSort):
-    """GroupSort with groups of two: ``(min(a, b), max(a, b))`` for each pair."""
+    """GroupSort with groups of two: ``(min(a, b), max(a, b))`` for each pair.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklip.nn import MaxMin
+    >>> MaxMin()(torch.tensor([[3.0, -1.0, 0.0, 2.0]]))
+    tensor([[ 0., -1.,  3.,  2.]])
+    """
 
     def __init__(self) -> None:
         super().__init__(group_size=2)
@@ -90,7 +98,15 @@ class MaxMin(GroupSort):
 
 
 class FullSort(nn.Module):
-    """Sort all features (dimension 1) in ascending order."""
+    """Sort all features (dimension 1) in ascending order.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklip.nn import FullSort
+    >>> FullSort()(torch.tensor([[3.0, -1.0, 2.0]]))
+    tensor([[-1.,  2.,  3.]])
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         return x.sort(dim=1).values

@@ -88,6 +88,15 @@ def pairwise_lipschitz_bound(module: nn.Module, input_shape: Sequence[int] | Non
     Returns
     -------
     Tensor of shape (K, K), float64, zero on the diagonal.
+
+    Examples
+    --------
+    >>> from sklip.nn import lipschitz_mlp, pairwise_lipschitz_bound
+    >>> pairwise = pairwise_lipschitz_bound(lipschitz_mlp(4, (8,), 3))
+    >>> pairwise.shape
+    torch.Size([3, 3])
+    >>> bool((pairwise <= 2 + 1e-5).all())  # each output is 1-Lipschitz: f_i - f_j at most 2
+    True
     """
     layers = list(leaf_layers(module))
     if not layers or not isinstance(layers[-1], LipschitzLinear | nn.Linear):
@@ -112,6 +121,15 @@ def conv2d_operator_norm_bound(
         With it, the exact norm of the dominating circular convolution on the
         ``(H + 2 p_h) x (W + 2 p_w)`` torus; without it, the size-free bound.
     padding, stride : pairs of int
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklip.nn import conv2d_operator_norm_bound
+    >>> doubling = torch.zeros(1, 1, 3, 3)
+    >>> doubling[0, 0, 1, 1] = 2.0  # x -> 2 x, of norm exactly 2
+    >>> round(conv2d_operator_norm_bound(doubling, (8, 8), padding=(1, 1)), 4)
+    2.0
     """
     kernel = kernel.detach().double().cpu()
     k_h, k_w = kernel.shape[-2:]

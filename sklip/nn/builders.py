@@ -16,7 +16,16 @@ ACTIVATIONS = ("groupsort", "fullsort", "relu")
 
 
 def make_activation(name: str) -> nn.Module:
-    """The activation called ``name``: "groupsort" (MaxMin), "fullsort" or "relu"."""
+    """The activation called ``name``: "groupsort" (MaxMin), "fullsort" or "relu".
+
+    Examples
+    --------
+    >>> from sklip.nn import make_activation
+    >>> make_activation("groupsort")
+    GroupSort(group_size=2)
+    >>> make_activation("fullsort")
+    FullSort()
+    """
     if name == "groupsort":
         return GroupSort(2)
     if name == "fullsort":

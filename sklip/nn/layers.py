@@ -224,6 +224,13 @@ class L2NormPool2d(nn.Module):
     kernel_size : int or (int, int), default=2
     stride : int or (int, int), optional
         Defaults to ``kernel_size``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklip.nn import L2NormPool2d
+    >>> L2NormPool2d(2)(torch.tensor([[[[3.0, 4.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]]]]))
+    tensor([[[[5., 1.]]]])
     """
 
     def __init__(
@@ -251,6 +258,13 @@ class ImageView(nn.Module):
 
     An isometry, so it is 1-Lipschitz. It lets a CNN take the flat feature
     matrices that scikit-learn pipelines produce.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklip.nn import ImageView
+    >>> ImageView((1, 2, 2))(torch.arange(8.0).reshape(2, 4)).shape
+    torch.Size([2, 1, 2, 2])
     """
 
     def __init__(self, image_shape: tuple[int, int, int]) -> None:

@@ -142,6 +142,14 @@ def hkr_terms(
     The formulas of :func:`kr_loss` and :func:`hinge_margin_loss` live here
     once (through :func:`hkr_coefficients`); a training loop that reports both
     terms calls this instead of each.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklip.nn import hkr_terms
+    >>> f, y = torch.tensor([2.0, 0.5, -1.0, 0.5]), torch.tensor([1.0, 1.0, -1.0, -1.0])
+    >>> [round(term.item(), 4) for term in hkr_terms(f, y, margin=1.0)]  # (1.25 + 0.25, 2 / 4)
+    [1.5, 0.5]
     """
     f, y, w = _binary_inputs(y_pred, y_true, sample_weight)
     coefficients = _binary_coefficients(y, w, class_weight_sums)
@@ -161,6 +169,15 @@ def multiclass_kr_loss(
 
     ``class_weight_sums`` holds the ``K`` per-class totals :math:`S_k`; the
     "rest" of class ``k`` weighs :math:`\sum_j S_j - S_k`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> f = torch.tensor([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0], [-1.0, 0.0, 1.0], [3.0, -1.0, 0.0]])
+    >>> y = torch.tensor([0, 1, 2, 0])
+    >>> from sklip.nn import multiclass_kr_loss
+    >>> round(multiclass_kr_loss(f, y).item(), 4)  # (3/2 + 17/6 + 11/6) / 3
+    2.0556
     """
     return multiclass_hkr_terms(y_pred, y_true, 1.0, sample_weight, class_weight_sums)[0]
 
@@ -177,6 +194,15 @@ def multiclass_hinge_loss(
     .. math::
         \frac1K \sum_k E_w[(m - s_{ik} f_{ik})_+], \qquad
         s_{ik} = +1 \text{ if } y_i = k \text{ else } -1
+
+    Examples
+    --------
+    >>> import torch
+    >>> f = torch.tensor([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0], [-1.0, 0.0, 1.0], [3.0, -1.0, 0.0]])
+    >>> y = torch.tensor([0, 1, 2, 0])
+    >>> from sklip.nn import multiclass_hinge_loss
+    >>> round(multiclass_hinge_loss(f, y, margin=1.0).item(), 4)  # 5 / 12
+    0.4167
     """
     return multiclass_hkr_terms(y_pred, y_true, margin, sample_weight, class_weight_sums)[1]
 
@@ -239,6 +265,15 @@ def multiclass_hkr_terms(
 
     The formulas of :func:`multiclass_kr_loss` and :func:`multiclass_hinge_loss`
     live here once (through :func:`hkr_coefficients`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> f = torch.tensor([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0], [-1.0, 0.0, 1.0], [3.0, -1.0, 0.0]])
+    >>> y = torch.tensor([0, 1, 2, 0])
+    >>> from sklip.nn import multiclass_hkr_terms
+    >>> [round(term.item(), 4) for term in multiclass_hkr_terms(f, y, margin=1.0)]
+    [2.0556, 0.4167]
     """
     member, w, class_sums = _one_vs_all(y_pred, y_true, sample_weight, class_weight_sums)
     coefficients = _one_vs_all_coefficients(member, w, class_sums)
@@ -330,6 +365,15 @@ def hkr_terms_from_coefficients(
     (Tensor, Tensor)
         :math:`\sum_{ik} c_{ik} f_{ik}` and
         :math:`\sum_i h_i \sum_k (m - s_{ik} f_{ik})_+`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklip.nn import hkr_coefficients, hkr_terms_from_coefficients
+    >>> table = hkr_coefficients(torch.tensor([1.0, 1.0, -1.0, -1.0]))
+    >>> f = torch.tensor([2.0, 0.5, -1.0, 0.5])
+    >>> [round(term.item(), 4) for term in hkr_terms_from_coefficients(f, table, margin=1.0)]
+    [1.5, 0.5]
     """
     n_outputs = (coefficients.shape[1] - 1) // 2
     f = y_pred.reshape(-1, n_outputs)
