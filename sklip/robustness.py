@@ -20,14 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler, MinMaxScaler, StandardScaler
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array
 from torch import Tensor
 
 from ._display import CertifiedAccuracyDisplay
+from ._pipeline import differentiable_scores, spectral_norm, unwrap
 
 __all__ = [
     "CertifiedAccuracyDisplay",
@@ -76,11 +74,11 @@ def certified_radius(estimator: Any, X: Any) -> np.ndarray:
     >>> np.allclose(certified_radius(pipe, X), inner * pipe[0].scale_.min())
     True
     """
-    classifier, affine = _unwrap(estimator)
+    classifier, affine = unwrap(estimator)
     if affine is None:
         return classifier.certified_radius(X)
     Z = estimator[:-1].transform(X)
-    return classifier.certified_radius(Z) / _spectral_norm(affine[0])
+    return classifier.certified_radius(Z) / spectral_norm(affine[0])
 
 
 def radius_from_outputs(
@@ -261,7 +259,7 @@ def pgd_attack(
     >>> int((clf.predict(X_adv) != clf.predict(X)).sum())  # inside the certificates
     0
     """
-    scores, x0, classifier = _differentiable_scores(estimator, X)
+    scores, x0, classifier = differentiable_scores(estimator, X)
     n = x0.shape[0]
     budget = np.array(np.broadcast_to(np.asarray(eps, dtype=np.float64), (n,)))
     if not np.all(np.isfinite(budget)) or np.any(budget < 0):
@@ -346,7 +344,7 @@ def counterfactual(
     >>> bool((clf.predict(moved) != clf.predict(X[:5])).all())
     True
     """
-    classifier, affine = _unwrap(estimator)
+    classifier, affine = unwrap(estimator)
     if affine is not None and np.linalg.matrix_rank(affine[0]) == affine[0].shape[1]:
         # Walk where the network is gradient-norm preserving, then take the
         # smallest raw change that produces the same move (pseudo-inverse).
@@ -355,7 +353,7 @@ def counterfactual(
         Z_cf = counterfactual(classifier, Z, max_iter=max_iter, overshoot=overshoot)
         result = X_raw + (Z_cf - Z) @ np.linalg.pinv(affine[0])
         return (result, _tightness(estimator, X, X_raw, result)) if return_tightness else result
-    scores, x0, _ = _differentiable_scores(estimator, X)
+    scores, x0, _ = differentiable_scores(estimator, X)
     with torch.no_grad():
         labels = _class_scores(scores(x0)).argmax(dim=1)
     points = x0.clone()
@@ -383,70 +381,6 @@ def _tightness(estimator: Any, X: Any, start: np.ndarray, end: np.ndarray) -> np
 
 
 # ---------------------------------------------------------------- internals
-def _unwrap(estimator: Any) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None]:
-    """(classifier, the composed affine map ``(A, b)`` of a Pipeline's steps, or None)."""
-    if not isinstance(estimator, Pipeline):
-        check_is_fitted(estimator, "module_")
-        return estimator, None
-    classifier = estimator.steps[-1][1]
-    if not hasattr(classifier, "certified_radius"):
-        raise TypeError(
-            f"The last step of the Pipeline must be a sklip classifier, got "
-            f"{type(classifier).__name__}."
-        )
-    check_is_fitted(classifier, "module_")
-    n_features = getattr(estimator, "n_features_in_", None)
-    if n_features is None:
-        n_features = classifier.n_features_in_
-    A, b = np.eye(n_features), np.zeros(n_features)
-    for _, step in estimator.steps[:-1]:
-        A_step, b_step = _affine_map(step, A.shape[1])
-        A, b = A @ A_step, b @ A_step + b_step
-    return classifier, (A, b)
-
-
-def _affine_map(step: Any, n_features: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, b)`` with ``step.transform(x) == x @ A + b``, for the steps we can bound."""
-    identity = (np.eye(n_features), np.zeros(n_features))
-    if step is None or step == "passthrough":
-        return identity
-    if isinstance(step, FunctionTransformer) and step.func is None:
-        return identity
-    if isinstance(step, StandardScaler):
-        scale = step.scale_ if step.with_std else np.ones(n_features)
-        mean = step.mean_ if step.with_mean else np.zeros(n_features)
-        return np.diag(1.0 / scale), -mean / scale
-    if isinstance(step, MinMaxScaler) and not step.clip:
-        return np.diag(step.scale_), step.min_
-    if isinstance(step, MaxAbsScaler):
-        return np.diag(1.0 / step.scale_), np.zeros(n_features)
-    if isinstance(step, PCA) and not step.whiten:
-        components = step.components_.T
-        return components, -step.mean_ @ components
-    raise TypeError(
-        f"certified_radius cannot bound the Lipschitz constant of the Pipeline step "
-        f"{step!r}: supported are StandardScaler, MinMaxScaler (clip=False), "
-        "MaxAbsScaler, PCA(whiten=False), FunctionTransformer(func=None) and 'passthrough'."
-    )
-
-
-def _spectral_norm(matrix: np.ndarray) -> float:
-    return float(np.linalg.norm(matrix, ord=2)) if matrix.size else 0.0
-
-
-def _differentiable_scores(estimator: Any, X: Any) -> tuple[Callable, Tensor, Any]:
-    """A torch function raw inputs -> network scores, the inputs, and the classifier."""
-    classifier, affine = _unwrap(estimator)
-    module = classifier.module_.eval()
-    device = classifier.device_
-    if affine is None:
-        x0 = torch.as_tensor(classifier._validate_X(X, reset=False), device=device)
-        return module, x0, classifier
-    X = check_array(X, dtype=np.float32)
-    A, b = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in affine)
-    return (lambda points: module(points @ A + b)), torch.as_tensor(X, device=device), classifier
-
-
 def _class_scores(outputs: Tensor) -> Tensor:
     if outputs.shape[1] == 1:
         return torch.cat((torch.zeros_like(outputs), outputs), dim=1)
