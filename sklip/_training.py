@@ -82,7 +82,7 @@ def _n_correct(outputs: Tensor, coefficients: Tensor) -> Tensor:
     (binary: at a positive label), which is all this needs.
     """
     n_outputs = outputs.shape[1]
-    signs = coefficients[:, n_outputs:-1]
+    signs = coefficients[:, n_outputs : 2 * n_outputs]
     if n_outputs == 1:
         right = outputs * signs > 0
     else:

@@ -8,6 +8,7 @@ from sklip.nn import (
     hkr_terms,
     hkr_terms_from_coefficients,
     kr_loss,
+    multiclass_hinge_loss,
     multiclass_hkr_loss,
     multiclass_hkr_terms,
 )
@@ -65,6 +66,30 @@ def test_multiclass_hkr_matches_the_hand_computation():
     # mean hinge = (1/4 + 2/4 + 2/4) / 3 = 5 / 12. Loss = 2 * 5/12 - 37/18 = -11/9.
     loss = multiclass_hkr_loss(F3, Y3, alpha=2.0, margin=1.0)
     assert loss.item() == pytest.approx(-11 / 9)
+
+
+def test_multiclass_hinge_weighs_the_true_class_by_k_minus_one():
+    # K = 3, margin 1. Point 0 (class 0) misses its own margin by 0.5 and
+    # clears the others: 2 * 0.5. Point 1 (class 1, weight 3) misses its own
+    # by 0.8 and class 2's by 0.5: 3 * (2 * 0.8 + 0.5). Total weight 4, K = 3.
+    f = torch.tensor([[0.5, -1.0, -1.0], [-1.5, 0.2, -0.5]])
+    y = torch.tensor([0, 1])
+    w = torch.tensor([1.0, 3.0])
+    expected = (2 * 0.5 + 3 * (2 * 0.8 + 0.5)) / (3 * 4)
+    assert multiclass_hinge_loss(f, y, 1.0, w).item() == pytest.approx(expected)
+
+
+def test_multiclass_hkr_is_deel_torchlips_at_the_documented_conversion():
+    functional = pytest.importorskip("deel.torchlip.functional")
+    torch.manual_seed(0)
+    f, y = torch.randn(40, 5), torch.arange(40) % 5
+    a, min_margin = 10 / 11, 2.0
+    theirs = functional.hkr_multiclass_loss(
+        f, torch.eye(5)[y], alpha=a, min_margin=min_margin
+    ).mean()
+    ours = multiclass_hkr_loss(f, y, alpha=a / (1 - a), margin=min_margin / 2)
+    # deel-torchlip's loss is ours times (1 - a), so the minimisers coincide.
+    assert theirs.item() == pytest.approx((1 - a) * ours.item(), rel=1e-5)
 
 
 def test_multiclass_hkr_with_weights_matches_the_hand_computation():
@@ -147,11 +172,13 @@ def test_coefficient_table_holds_the_hand_computed_weights():
     )
     assert torch.allclose(table, expected)
     # One-vs-all, unit weights, K = 3: S = (2, 1, 1), rest = (2, 3, 3), S_total = 4.
+    # Hinge weights w * (K - 1 at the true class, else 1) / (K S) = 2/12 or 1/12.
     table3 = hkr_coefficients(Y3, 3)
-    assert table3.shape == (4, 7)
+    assert table3.shape == (4, 9)
     assert torch.allclose(table3[0, :3], torch.tensor([1 / 2, -1 / 3, -1 / 3]) / 3)
     assert torch.equal(table3[1, 3:6], torch.tensor([-1.0, 1.0, -1.0]))
-    assert torch.allclose(table3[:, 6], torch.full((4,), 1 / 12))
+    assert torch.allclose(table3[1, 6:], torch.tensor([1.0, 2.0, 1.0]) / 12)
+    assert torch.allclose(table3[3, 6:], torch.tensor([2.0, 1.0, 1.0]) / 12)
 
 
 def test_batches_of_the_whole_set_table_estimate_the_full_terms_without_bias():
