@@ -26,9 +26,12 @@ class _ConstrainedWeight(nn.Module):
     In training mode the constrained weight is recomputed at every call (it must
     be differentiable and it advances the power iteration). In eval mode it is
     computed once, without gradient, and reused until the raw weight changes.
-    "Changes" is read from the tensor itself (its identity, storage and in-place
-    version counter, which every optimiser step and ``load_state_dict`` bump), so
-    the cache can never serve a weight from before the last update.
+    "Changes" is read from the tensor itself: its identity, storage and in-place
+    version counter, which ``load_state_dict``, manual in-place edits and the
+    default optimisers bump. torch's *fused* optimisers (``fused=True``, torch
+    2.13) update parameters without bumping it, so every mode switch
+    (``train()`` / ``eval()``) also drops the cache: after a fused step taken
+    while in eval mode, call ``eval()`` again before evaluating.
     """
 
     weight: nn.Parameter
@@ -54,6 +57,11 @@ class _ConstrainedWeight(nn.Module):
                 self._cached_weight = self.constraint(self.weight)
             self._cache_key = key
         return self._cached_weight
+
+    def train(self, mode: bool = True) -> _ConstrainedWeight:
+        self._cached_weight = None
+        self._cache_key = None
+        return super().train(mode)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

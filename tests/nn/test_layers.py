@@ -56,6 +56,23 @@ def test_eval_cache_follows_every_optimiser_step():
         previous = cached
 
 
+def test_eval_call_after_a_fused_step_serves_the_new_weight():
+    # Fused optimisers leave the version counter alone: the mode switch is
+    # what tells the layer that its cached weight is stale.
+    torch.manual_seed(0)
+    layer = LipschitzLinear(5, 3)
+    optimiser = torch.optim.Adam(layer.parameters(), lr=0.1, fused=True)
+    x = torch.randn(8, 5)
+    layer(x).sum().backward()
+    before = layer.eval()(x)
+    optimiser.step()
+    after = layer.eval()(x)
+    with torch.no_grad():
+        fresh = nn.functional.linear(x, layer.constraint(layer.weight), layer.bias)
+    assert torch.allclose(after, fresh, atol=1e-6)
+    assert (after - before).abs().max() > 1e-2
+
+
 def test_eval_cache_follows_load_state_dict_and_device_moves():
     torch.manual_seed(0)
     source, target = LipschitzLinear(3, 3).eval(), LipschitzLinear(3, 3).eval()
