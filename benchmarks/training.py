@@ -4,46 +4,79 @@ Same data (75/25 stratified split, standardised), widths (128, 128), batch size
 128 and number of epochs for every contender:
 
 * sklip: ``LipschitzClassifier`` (HKR, alpha=10, margin=1);
-* plain: an unconstrained PyTorch MLP with ReLU and cross-entropy, the floor;
+* plain: an unconstrained PyTorch MLP with ReLU and cross-entropy, the floor:
+  with torch's defaults, and with sklip's settings (fused Adam, one thread on
+  small CPU steps), the strictest floor;
 * deel-torchlip: SpectralLinear + GroupSort2 + FrobeniusLinear with its HKR loss
   at the equivalent parameters (a = alpha / (1 + alpha), min_margin = 2 margin);
   optional (``pip install deel-torchlip``), skipped when missing;
 * sklearn: ``MLPClassifier`` (fit time and accuracy only).
 
-Seconds per epoch are the mean over epochs of the training loop alone. Certified
-accuracy at eps uses ``sklip.nn.lipschitz_bound`` on each exported network, so
-every torch model is certified the same way (an unconstrained MLP gets a bound
-far above 1, hence tiny radii).
+Every figure is the mean over ``--seeds`` training seeds (the split is fixed):
+one seed moves test accuracy on 10-class digits by up to a point, more than
+the differences being compared. Seconds per epoch are the training loop
+alone, without the first epoch (warm-up). Certified accuracy at eps uses
+``sklip.nn.lipschitz_bound`` on each exported network, so every torch model
+is certified the same way (an unconstrained MLP gets a bound far above 1,
+hence tiny radii). Inference: rows per second of the first seed's exported
+network. A second table varies the batch size on moons: sklip's constraint
+costs the same per step whatever the batch, so its ratio to the plain MLP
+falls as batches grow.
 
-Run: ``python benchmarks/training.py [--epochs 30]`` (a few minutes on 2 cores).
+Run: ``python benchmarks/training.py [--epochs 30] [--seeds 3] [--device cpu]``
+(about ten minutes on 2 cores); it prints the tables and writes them into
+RESULTS.md (``--no-record`` to only print). ``--smoke`` runs a toy version.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import time
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from _record import record
 from sklearn.datasets import load_digits, make_moons
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sklip import LipschitzClassifier
+from sklip._training import SMALL_STEP, at_most_threads, forward_work
 from sklip.nn import lipschitz_bound, pairwise_lipschitz_bound
 from sklip.robustness import certified_accuracy_curve, radius_from_outputs
 
 EPS = (0.25, 0.5, 1.0)
 WIDTH, BATCH, LR, ALPHA, MARGIN = 128, 128, 5e-3, 10.0, 1.0
+SWEEP_BATCHES = (128, 512, 2048)
+PLAIN_SAME = "plain ReLU MLP, sklip's Adam and threads"
 
 
-def datasets() -> dict[str, tuple[np.ndarray, ...]]:
+@dataclass
+class Run:
+    """One contender on one dataset: per-seed figures, reported as means."""
+
+    model: str
+    seconds: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    certified: list[list[float]] = field(default_factory=list)
+    rate: float | None = None  # inference rows per second, first seed
+
+    def add(self, seconds: float, accuracy: float, certified: list[float] | None) -> None:
+        self.seconds.append(seconds)
+        self.accuracy.append(accuracy)
+        if certified is not None:
+            self.certified.append(certified)
+
+
+def datasets(smoke: bool = False) -> dict[str, tuple[np.ndarray, ...]]:
     X, y = load_digits(return_X_y=True)
     keep = (y == 0) | (y == 8)
-    moons = make_moons(10_000, noise=0.2, random_state=0)
+    moons = make_moons(2_000 if smoke else 10_000, noise=0.2, random_state=0)
     out = {}
     for name, (data, target) in {
         "digits 0-vs-8": (X[keep], y[keep]),
@@ -54,11 +87,12 @@ def datasets() -> dict[str, tuple[np.ndarray, ...]]:
             data, target, test_size=0.25, stratify=target, random_state=0
         )
         scaler = StandardScaler().fit(X_train)
+        classes = np.unique(y_train)
         out[name] = (
             scaler.transform(X_train).astype(np.float32),
             scaler.transform(X_test).astype(np.float32),
-            y_train,
-            y_test,
+            np.searchsorted(classes, y_train),
+            np.searchsorted(classes, y_test),
         )
     return out
 
@@ -70,8 +104,8 @@ def certified(
 
     ``bound_net`` (default ``net``) is what the Lipschitz bounds are computed on.
     """
-    net = net.eval()
-    bound_net = net if bound_net is None else bound_net
+    net = net.cpu().eval()
+    bound_net = net if bound_net is None else bound_net.cpu()
     with torch.no_grad():
         out = net(torch.as_tensor(X)).double().numpy()
     if out.shape[1] == 1:
@@ -86,27 +120,40 @@ def certified(
     return float(correct.mean()), curve.tolist()
 
 
-def torch_loop(net, loss_fn, X, targets, epochs, seed=0, fused=None) -> float:
+def torch_loop(net, loss_fn, X, targets, epochs, batch, device, seed=0, fused=None) -> float:
     """Plain mini-batch Adam loop; returns the mean seconds per epoch."""
+    net = net.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=LR, fused=fused)
-    generator = torch.Generator().manual_seed(seed)
-    X, targets = torch.as_tensor(X), torch.as_tensor(targets)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    X, targets = torch.as_tensor(X, device=device), torch.as_tensor(targets, device=device)
     times = []
     for _ in range(epochs):
+        _sync(device)
         started = time.perf_counter()
         net.train()
-        order = torch.randperm(len(X), generator=generator)
-        for start in range(0, len(X), BATCH):
-            index = order[start : start + BATCH]
+        order = torch.randperm(len(X), generator=generator, device=device)
+        for start in range(0, len(X), batch):
+            index = order[start : start + batch]
             optimizer.zero_grad(set_to_none=True)
             loss_fn(net(X[index]), targets[index]).backward()
             optimizer.step()
+        _sync(device)
         times.append(time.perf_counter() - started)
-    return float(np.mean(times))
+    return _mean_after_warm_up(times)
 
 
-def run_plain(X, X_test, y, y_test, n_classes, epochs, fused=None):
-    torch.manual_seed(0)
+def _mean_after_warm_up(times: list[float]) -> float:
+    """Mean seconds per epoch without the first (lazy initialisation, cold caches)."""
+    return float(np.mean(times[1:] if len(times) > 1 else times))
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run_plain(X, y, n_classes, epochs, seed, batch=BATCH, device="cpu", fused=None):
+    torch.manual_seed(seed)
     n_out = 1 if n_classes == 2 else n_classes
     net = nn.Sequential(
         nn.Linear(X.shape[1], WIDTH), nn.ReLU(), nn.Linear(WIDTH, WIDTH), nn.ReLU(),
@@ -117,14 +164,26 @@ def run_plain(X, X_test, y, y_test, n_classes, epochs, fused=None):
         targets = y.astype(np.float32)[:, None]
     else:
         loss, targets = nn.CrossEntropyLoss(), y
-    seconds = torch_loop(net, loss, X, targets, epochs, fused=fused)
+    # The fused row mirrors sklip's settings: its optimiser and its thread rule.
+    small = fused and device == "cpu" and forward_work(net, batch) < SMALL_STEP
+    with at_most_threads(1 if small else None):
+        seconds = torch_loop(net, loss, X, targets, epochs, batch, device, seed, fused)
     return seconds, net
 
 
-def run_torchlip(X, X_test, y, y_test, n_classes, epochs):
+def run_sklip(X, y, epochs, seed, batch=BATCH, device="cpu"):
+    clf = LipschitzClassifier(
+        hidden_layer_sizes=(WIDTH, WIDTH), batch_size=batch, learning_rate=LR,
+        alpha=ALPHA, margin=MARGIN, max_epochs=epochs, n_iter_no_change=10**6,
+        random_state=seed, device=device,
+    ).fit(X, y)  # fmt: skip
+    return _mean_after_warm_up([r["epoch_time"] for r in clf.history_]), clf.to_torch()
+
+
+def run_torchlip(X, y, n_classes, epochs, seed, device="cpu"):
     import deel.torchlip as tl
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     n_out = 1 if n_classes == 2 else n_classes
     net = tl.Sequential(
         tl.SpectralLinear(X.shape[1], WIDTH), tl.GroupSort2(),
@@ -138,8 +197,8 @@ def run_torchlip(X, X_test, y, y_test, n_classes, epochs):
     else:
         loss = tl.HKRMulticlassLoss(a, min_margin=2 * MARGIN)
         targets = np.eye(n_classes, dtype=np.float32)[y]
-    seconds = torch_loop(net, loss, X, targets, epochs)
-    plain = net.vanilla_export()
+    seconds = torch_loop(net, loss, X, targets, epochs, BATCH, device, seed)
+    plain = net.cpu().vanilla_export()
     # Same layers with deel's sorting activations (1-Lipschitz) seen as identities,
     # which sklip.nn.lipschitz_bound knows: the bound is the product of the dense norms.
     shadow = nn.Sequential(
@@ -151,7 +210,7 @@ def run_torchlip(X, X_test, y, y_test, n_classes, epochs):
 def inference_rate(net: nn.Module, X: np.ndarray, rows: int = 200_000) -> float:
     """Rows per second of a float32 forward pass in chunks of 4096 (best of 3)."""
     data = torch.as_tensor(np.resize(X, (rows, X.shape[1])))
-    net = net.eval()
+    net = net.cpu().eval()
     best = np.inf
     with torch.no_grad():
         for _ in range(3):
@@ -162,63 +221,118 @@ def inference_rate(net: nn.Module, X: np.ndarray, rows: int = 200_000) -> float:
     return rows / best
 
 
+def compare(X, X_test, y, y_test, args) -> list[Run]:
+    """Every contender on one dataset, over the seeds."""
+    n_classes = len(np.unique(y))
+    runs = {name: Run(name) for name in
+            ("plain ReLU MLP", PLAIN_SAME, "sklip", "deel-torchlip",
+             "sklearn MLPClassifier")}  # fmt: skip
+    for seed in range(args.seeds):
+        for name, fused in (("plain ReLU MLP", None), (PLAIN_SAME, True)):
+            seconds, net = run_plain(X, y, n_classes, args.epochs, seed, device=args.device,
+                                     fused=fused)  # fmt: skip
+            runs[name].add(seconds, *certified(net, X_test, y_test))
+            if seed == 0:
+                runs[name].rate = inference_rate(net, X_test)
+        seconds, net = run_sklip(X, y, args.epochs, seed, device=args.device)
+        runs["sklip"].add(seconds, *certified(net, X_test, y_test))
+        if seed == 0:
+            runs["sklip"].rate = inference_rate(net, X_test)
+        try:
+            seconds, net, shadow = run_torchlip(X, y, n_classes, args.epochs, seed, args.device)
+            runs["deel-torchlip"].add(seconds, *certified(net, X_test, y_test, shadow))
+            if seed == 0:
+                runs["deel-torchlip"].rate = inference_rate(net, X_test)
+        except ImportError:
+            pass
+        mlp = MLPClassifier(
+            (WIDTH, WIDTH), batch_size=BATCH, learning_rate_init=LR, max_iter=args.epochs,
+            n_iter_no_change=args.epochs + 1, tol=0.0, random_state=seed,
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            started = time.perf_counter()
+            mlp.fit(X, y)
+        seconds = (time.perf_counter() - started) / mlp.n_iter_
+        runs["sklearn MLPClassifier"].add(seconds, mlp.score(X_test, y_test), None)
+    return [run for run in runs.values() if run.seconds]
+
+
+def comparison_table(results: dict[str, list[Run]]) -> str:
+    lines = [
+        "| data | model | s/epoch | ratio to plain | test acc | "
+        + " | ".join(f"cert acc @{eps}" for eps in EPS)
+        + " | inference rows/s | inference time ratio to plain |",
+        "|---" * (7 + len(EPS)) + "|",
+    ]
+    for name, runs in results.items():
+        plain_seconds, plain_rate = np.mean(runs[0].seconds), runs[0].rate
+        for run in runs:
+            seconds = np.mean(run.seconds)
+            certs = np.mean(run.certified, axis=0) if run.certified else None
+            cert = ["-"] * len(EPS) if certs is None else [f"{c:.3f}" for c in certs]
+            rate = run.rate
+            speed = ["-", "-"] if rate is None else [f"{rate:,.0f}", f"{plain_rate / rate:.2f}"]
+            lines.append(
+                f"| {name} | {run.model} | {seconds:.4f} | {seconds / plain_seconds:.2f} | "
+                f"{np.mean(run.accuracy):.3f} | " + " | ".join(cert + speed) + " |"
+            )
+    return "\n".join(lines)
+
+
+def batch_sweep(X, X_test, y, y_test, args) -> str:
+    """sklip / plain seconds per epoch as the batch grows (seed 0, moons)."""
+    lines = [
+        "| batch | plain s/epoch | plain, sklip's Adam and threads | sklip s/epoch | "
+        "sklip / plain | sklip / plain, same settings | plain test acc | sklip test acc "
+        "| sklip cert acc @1.0 |",
+        "|---" * 9 + "|",
+    ]
+    for batch in args.sweep:
+        plain, net = run_plain(X, y, 2, args.epochs, 0, batch, args.device)
+        plain_acc, _ = certified(net, X_test, y_test)
+        fused, _ = run_plain(X, y, 2, args.epochs, 0, batch, args.device, fused=True)
+        seconds, net = run_sklip(X, y, args.epochs, 0, batch, args.device)
+        accuracy, certs = certified(net, X_test, y_test)
+        lines.append(
+            f"| {batch} | {plain:.4f} | {fused:.4f} | {seconds:.4f} | {seconds / plain:.2f} | "
+            f"{seconds / fused:.2f} | {plain_acc:.3f} | {accuracy:.3f} | {certs[-1]:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--sweep", type=int, nargs="*", default=list(SWEEP_BATCHES))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--smoke", action="store_true", help="toy sizes, for the tests")
+    parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args()
+    if args.smoke:
+        args.epochs, args.seeds, args.sweep = 1, 1, args.sweep[:1]
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # torch's one-off lazy imports
-    print(f"machine: {platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {args.epochs} epochs, batch {BATCH}, "
-          f"widths ({WIDTH}, {WIDTH})\n")  # fmt: skip
-    header = (
-        "| data | model | s/epoch | ratio to plain | test acc | "
-        + " | ".join(f"cert acc @{eps}" for eps in EPS)
-        + " | inference rows/s | inference time ratio to plain |"
+    data = datasets(args.smoke)
+    setting = (
+        f"{args.epochs} epochs, batch {BATCH}, widths ({WIDTH}, {WIDTH}), learning rate {LR}, "
+        f"mean of {args.seeds} seed(s), device {args.device}, "
+        f"{torch.get_num_threads()} torch threads (sklip: 1 on small CPU steps)"
     )
-    print(header)
-    print("|---" * (7 + len(EPS)) + "|")
-    for name, (X, X_test, y, y_test) in datasets().items():
-        classes = np.unique(y)
-        y_idx, y_test_idx = np.searchsorted(classes, y), np.searchsorted(classes, y_test)
-        rows = []
-        seconds, net = run_plain(X, X_test, y_idx, y_test_idx, len(classes), args.epochs)
-        plain_seconds = seconds
-        rows.append(("plain ReLU MLP", seconds, *certified(net, X_test, y_test_idx),
-                     inference_rate(net, X_test)))  # fmt: skip
-        seconds, net = run_plain(X, X_test, y_idx, y_test_idx, len(classes), args.epochs, True)
-        rows.append(("plain ReLU MLP, fused Adam", seconds, *certified(net, X_test, y_test_idx),
-                     inference_rate(net, X_test)))  # fmt: skip
-        clf = LipschitzClassifier(
-            hidden_layer_sizes=(WIDTH, WIDTH), batch_size=BATCH, learning_rate=LR,
-            alpha=ALPHA, margin=MARGIN, max_epochs=args.epochs, n_iter_no_change=10**6,
-            random_state=0,
-        ).fit(X, y)  # fmt: skip
-        seconds = float(np.mean([r["epoch_time"] for r in clf.history_]))
-        exported = clf.to_torch()
-        rows.append(("sklip", seconds, *certified(exported, X_test, y_test_idx),
-                     inference_rate(exported, X_test)))  # fmt: skip
-        try:
-            seconds, net, shadow = run_torchlip(
-                X, X_test, y_idx, y_test_idx, len(classes), args.epochs
-            )
-            rows.append(("deel-torchlip", seconds, *certified(net, X_test, y_test_idx, shadow),
-                         inference_rate(net, X_test)))  # fmt: skip
-        except ImportError:
-            print(f"| {name} | deel-torchlip | not installed |")
-        mlp = MLPClassifier(
-            (WIDTH, WIDTH), batch_size=BATCH, learning_rate_init=LR, max_iter=args.epochs,
-            n_iter_no_change=args.epochs + 1, tol=0.0, random_state=0,
-        )  # fmt: skip
-        started = time.perf_counter()
-        mlp.fit(X, y)
-        seconds = (time.perf_counter() - started) / mlp.n_iter_
-        rows.append(("sklearn MLPClassifier", seconds, mlp.score(X_test, y_test), None, None))
-        plain_rate = rows[0][-1]
-        for model, seconds, accuracy, certs, rate in rows:
-            cert = ["-"] * len(EPS) if certs is None else [f"{c:.3f}" for c in certs]
-            speed = ["-", "-"] if rate is None else [f"{rate:,.0f}", f"{plain_rate / rate:.2f}"]
-            print(f"| {name} | {model} | {seconds:.4f} | {seconds / plain_seconds:.2f} | "
-                  f"{accuracy:.3f} | " + " | ".join(cert + speed) + " |", flush=True)  # fmt: skip
+    print(setting + "\n", flush=True)
+    results = {name: compare(*arrays, args) for name, arrays in data.items()}
+    table = comparison_table(results)
+    print(table + "\n", flush=True)
+    sweep = ""
+    if args.sweep:
+        sweep = batch_sweep(*data["moons 10k"], args)
+        print(sweep, flush=True)
+    if not args.no_record:
+        markdown = f"{setting}.\n\n{table}\n"
+        if sweep:
+            markdown += f"\nBatch size on moons 10k (seed 0, same epochs):\n\n{sweep}\n"
+        record("training.py", "Training: sklip vs plain PyTorch vs deel-torchlip vs sklearn",
+               markdown)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ approximation (``ot.sinkhorn2``); their rows stop where memory would not hold
 the n x n cost matrix.
 
 Run: ``python benchmarks/wasserstein.py [--sizes 1000 10000 ...] [--methods ...]``.
-It prints a Markdown table for benchmarks/RESULTS.md.
+It prints a Markdown table and writes it into benchmarks/RESULTS.md
+(``--no-record`` to only print).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 
 import numpy as np
+from _record import record
 
 DIMENSION = 16
 TRUE_DISTANCE = 2.0
@@ -112,41 +113,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000, 1000000])
     parser.add_argument("--methods", nargs="+", default=["sklip", "pot-emd2", "pot-sinkhorn2"])
+    parser.add_argument("--no-record", action="store_true", help="print only")
     parser.add_argument("--case", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(args.case[0], int(args.case[1]))))
         return
-    print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}"
-    )
-    print(f"d = {DIMENSION}, true W1 = {TRUE_DISTANCE}\n")
-    print(
+    lines = [
+        f"d = {DIMENSION}, true W1 = {TRUE_DISTANCE}\n",
         "| method | n per set | seconds | estimate | error vs truth | peak RSS MB "
-        "| fit's extra MB | data MB | note |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
+        "| fit's extra MB | data MB | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    print("\n".join(lines), flush=True)
     for n in args.sizes:
         for method in args.methods:
             if method != "sklip" and 8.0 * n * n > MAX_COST_MATRIX_BYTES:
-                print(
-                    f"| {method} | {n} | - | - | - | - | - | not run: the {n}x{n} cost "
-                    f"matrix needs {8 * n * n / 1e9:.0f} GB |",
-                    flush=True,
+                lines.append(
+                    f"| {method} | {n} | - | - | - | - | - | - | not run: the {n}x{n} cost "
+                    f"matrix needs {8 * n * n / 1e9:.0f} GB |"
                 )
-                continue
-            out = subprocess.run(
-                [sys.executable, __file__, "--case", method, str(n)],
-                capture_output=True, text=True, check=True,
-            )  # fmt: skip
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            print(
-                f"| {r['method']} | {n} | {r['seconds']:.1f} | {r['estimate']:.4f} | "
-                f"{100 * r['error']:.2f}% | {r['peak_mb']:.0f} | {r['fit_extra_mb']:.0f} | "
-                f"{r['data_mb']:.1f} | "
-                f"{r['note']} |",
-                flush=True,
-            )
+            else:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--case", method, str(n)],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                lines.append(
+                    f"| {r['method']} | {n} | {r['seconds']:.1f} | {r['estimate']:.4f} | "
+                    f"{100 * r['error']:.2f}% | {r['peak_mb']:.0f} | {r['fit_extra_mb']:.0f} | "
+                    f"{r['data_mb']:.1f} | {r['note']} |"
+                )
+            print(lines[-1], flush=True)
+    if not args.no_record:
+        record("wasserstein.py", "Wasserstein-1 against POT", "\n".join(lines))
 
 
 if __name__ == "__main__":

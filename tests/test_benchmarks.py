@@ -1,0 +1,68 @@
+"""The benchmark scripts run, and write their latest tables into RESULTS.md."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _record_module():
+    spec = importlib.util.spec_from_file_location("_record", BENCHMARKS / "_record.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_record_replaces_only_its_own_block(tmp_path):
+    record = _record_module().record
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\nHand-written history.\n")
+    record("a.py", "Section A", "| x |\n|---|\n| 1 |", path=results)
+    record("b.py", "Section B", "| y |\n|---|\n| 2 |", path=results)
+    record("a.py", "Section A", "| x |\n|---|\n| 3 |", path=results)
+    text = results.read_text()
+    assert text.startswith("# Benchmark results\n\nHand-written history.\n")
+    assert text.count("<!-- BEGIN a.py -->") == 1 and text.count("## Section A") == 1
+    assert "| 3 |" in text and "| 1 |" not in text  # the latest run replaced the first
+    assert "| 2 |" in text  # the other block is untouched
+    assert "machine: " in text and "torch " in text
+
+
+def test_record_default_path_is_the_results_file():
+    module = _record_module()
+    assert module.RESULTS == BENCHMARKS / "RESULTS.md"
+
+
+@pytest.mark.slow
+def test_training_benchmark_runs_at_smoke_size():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "training.py"), "--smoke", "--no-record"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    for data in ("digits 0-vs-8", "moons 10k", "digits 10-class"):
+        sklip_row = next(row for row in rows if row.startswith(f"| {data} | sklip |"))
+        accuracy = float(sklip_row.split("|")[5])
+        assert 0.5 < accuracy <= 1.0
+    assert any(row.startswith("| 128 |") for row in rows)  # the batch-size table
+
+
+@pytest.mark.slow
+def test_wasserstein_benchmark_finds_the_known_distance():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "wasserstein.py"), "--sizes", "1000",
+         "--methods", "sklip", "--no-record"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| sklip |"))
+    estimate = float(row.split("|")[4])
+    assert abs(estimate - 2.0) < 0.1  # translated Gaussians, |v| = 2: W1 is exactly 2
