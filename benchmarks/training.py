@@ -331,7 +331,9 @@ def main() -> None:
         markdown = f"{setting}.\n\n{table}\n"
         if sweep:
             markdown += f"\nBatch size on moons 10k (seed 0, same epochs):\n\n{sweep}\n"
-        record("training.py", "Training: sklip vs plain PyTorch vs deel-torchlip vs sklearn",
+        on_gpu = " on GPU" if args.device.startswith("cuda") else ""
+        record(f"training.py{on_gpu}",
+               f"Training{on_gpu}: sklip vs plain PyTorch vs deel-torchlip vs sklearn",
                markdown)  # fmt: skip
 
 

@@ -146,7 +146,10 @@ def main() -> None:
                 )
             print(lines[-1], flush=True)
     if not args.no_record:
-        record("wasserstein.py", "Wasserstein-1 against POT", "\n".join(lines))
+        import torch  # sklip's estimator runs on the GPU when there is one
+
+        on_gpu = " on GPU" if torch.cuda.is_available() else ""
+        record(f"wasserstein.py{on_gpu}", f"Wasserstein-1 against POT{on_gpu}", "\n".join(lines))
 
 
 if __name__ == "__main__":
