@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared run for a lent GPU machine: the CUDA tests, then the training and W1
-# benchmarks on the GPU (W1's largest size last) (device="auto" picks CUDA). Output goes to $OUT when set.
+# benchmarks on the GPU (device="auto" picks CUDA; W1's largest size last, so that a
+# timeout keeps the smaller ones). Output goes to $OUT when set.
 # Usage: bash benchmarks/gpu_check.sh
 # Needs torch (a CUDA build), scikit-learn, numpy, joblib and pytest on the machine;
 # sklip itself is imported from this working tree, so nothing has to be installed
