@@ -44,8 +44,14 @@ def machine() -> str:
     return ", ".join(parts)
 
 
-def record(name: str, title: str, markdown: str, path: Path = RESULTS) -> None:
-    """Replace the block of benchmark ``name`` in RESULTS.md by ``markdown``."""
+def record(name: str, title: str, markdown: str, path: Path = RESULTS, gpu: bool = False) -> None:
+    """Replace the block of benchmark ``name`` in RESULTS.md by ``markdown``.
+
+    A run on a GPU (``gpu=True``) has its own block, "``name`` on GPU", so that
+    it never replaces the CPU figures.
+    """
+    if gpu:
+        name, title = f"{name} on GPU", f"{title} on GPU"
     stamp = datetime.date.today().isoformat()
     block = (
         f"<!-- BEGIN {name} -->\n"

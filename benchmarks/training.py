@@ -19,12 +19,12 @@ alone, without the first epoch (warm-up). Certified accuracy at eps uses
 ``sklip.nn.lipschitz_bound`` on each exported network, so every torch model
 is certified the same way (an unconstrained MLP gets a bound far above 1,
 hence tiny radii). Inference: rows per second of the first seed's exported
-networks, measured in turns. A second table varies the batch size on moons: sklip's constraint
-costs the same per step whatever the batch, so its ratio to the plain MLP
-falls as batches grow.
+networks, measured in turns. A second table varies the batch size on moons:
+sklip's constraint costs the same per step whatever the batch, so its ratio to
+the plain MLP falls as batches grow.
 
 Run: ``python benchmarks/training.py [--epochs 30] [--seeds 3] [--device cpu]``
-(about ten minutes on 2 cores); it prints the tables and writes them into
+(about three minutes on 2 cores); it prints the tables and writes them into
 RESULTS.md (``--no-record`` to only print). ``--smoke`` runs a toy version.
 """
 
@@ -46,7 +46,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sklip import LipschitzClassifier
-from sklip._training import SMALL_STEP, at_most_threads, forward_work
+from sklip._training import at_most_threads, step_threads
 from sklip.nn import lipschitz_bound, pairwise_lipschitz_bound
 from sklip.robustness import certified_accuracy_curve, radius_from_outputs
 
@@ -165,8 +165,7 @@ def run_plain(X, y, n_classes, epochs, seed, batch=BATCH, device="cpu", fused=No
     else:
         loss, targets = nn.CrossEntropyLoss(), y
     # The fused row mirrors sklip's settings: its optimiser and its thread rule.
-    small = fused and device == "cpu" and forward_work(net, batch) < SMALL_STEP
-    with at_most_threads(1 if small else None):
+    with at_most_threads(step_threads(net, batch, device) if fused else None):
         seconds = torch_loop(net, loss, X, targets, epochs, batch, device, seed, fused)
     return seconds, net
 
@@ -346,10 +345,8 @@ def main() -> None:
         markdown = f"{setting}.\n\n{table}\n"
         if sweep:
             markdown += f"\nBatch size on moons 10k (seed 0, same epochs):\n\n{sweep}\n"
-        on_gpu = " on GPU" if args.device.startswith("cuda") else ""
-        record(f"training.py{on_gpu}",
-               f"Training{on_gpu}: sklip vs plain PyTorch vs deel-torchlip vs sklearn",
-               markdown)  # fmt: skip
+        record("training.py", "Training: sklip vs plain PyTorch vs deel-torchlip vs sklearn",
+               markdown, gpu=args.device.startswith("cuda"))  # fmt: skip
 
 
 if __name__ == "__main__":

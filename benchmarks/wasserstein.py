@@ -153,8 +153,8 @@ def main() -> None:
     if not args.no_record:
         import torch  # sklip's estimator runs on the GPU when there is one
 
-        on_gpu = " on GPU" if torch.cuda.is_available() else ""
-        record(f"wasserstein.py{on_gpu}", f"Wasserstein-1 against POT{on_gpu}", "\n".join(lines))
+        record("wasserstein.py", "Wasserstein-1 against POT", "\n".join(lines),
+               gpu=torch.cuda.is_available())  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .nn.losses import hkr_terms_from_coefficients
+from .nn.losses import coefficient_columns, hkr_terms_from_coefficients
 
 
 @dataclass
@@ -81,9 +81,8 @@ def _n_correct(outputs: Tensor, coefficients: Tensor) -> Tensor:
     The sign columns of the coefficients are +1 exactly at the true class
     (binary: at a positive label), which is all this needs.
     """
-    n_outputs = outputs.shape[1]
-    signs = coefficients[:, n_outputs : 2 * n_outputs]
-    if n_outputs == 1:
+    signs = coefficient_columns(coefficients)[1]
+    if outputs.shape[1] == 1:
         right = outputs * signs > 0
     else:
         right = signs.gather(1, outputs.argmax(dim=1, keepdim=True)) > 0
@@ -137,12 +136,12 @@ def train(
     best_state = last_state = _snapshot(module)
     progress = _progress(max_epochs, verbose)
     completed = 0
-    small = data.X.device.type == "cpu" and forward_work(module, batch_size) < SMALL_STEP
+    threads = step_threads(module, batch_size, data.X.device)
     try:
         for epoch in progress:
             started = time.perf_counter()
             module.train()
-            with at_most_threads(1 if small else None):
+            with at_most_threads(threads):
                 record = _run_epoch(module, optimizer, data, objective, batch_size, generator)
             if not math.isfinite(record["loss"]):
                 lr = optimizer.param_groups[0]["lr"]
@@ -207,6 +206,12 @@ def _run_epoch(
 
 
 SMALL_STEP = 10_000_000  # multiply-adds of a batch's forward pass; see the module notes
+
+
+def step_threads(module: nn.Module, batch_size: int, device: torch.device | str) -> int | None:
+    """The thread cap for training steps: 1 for small CPU steps, else torch's setting."""
+    small = torch.device(device).type == "cpu" and forward_work(module, batch_size) < SMALL_STEP
+    return 1 if small else None
 
 
 def forward_work(module: nn.Module, batch_size: int) -> int:

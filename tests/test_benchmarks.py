@@ -25,11 +25,13 @@ def test_record_replaces_only_its_own_block(tmp_path):
     record("a.py", "Section A", "| x |\n|---|\n| 1 |", path=results)
     record("b.py", "Section B", "| y |\n|---|\n| 2 |", path=results)
     record("a.py", "Section A", "| x |\n|---|\n| 3 |", path=results)
+    record("a.py", "Section A", "| x |\n|---|\n| 4 |", path=results, gpu=True)
     text = results.read_text()
     assert text.startswith("# Benchmark results\n\nHand-written history.\n")
-    assert text.count("<!-- BEGIN a.py -->") == 1 and text.count("## Section A") == 1
+    assert text.count("<!-- BEGIN a.py -->") == 1 and text.count("## Section A (latest run)") == 1
     assert "| 3 |" in text and "| 1 |" not in text  # the latest run replaced the first
     assert "| 2 |" in text  # the other block is untouched
+    assert "<!-- BEGIN a.py on GPU -->" in text and "| 4 |" in text  # GPU runs: own block
     assert "machine: " in text and "torch " in text
 
 

@@ -386,12 +386,17 @@ def hkr_terms_from_coefficients(
     >>> [round(term.item(), 4) for term in hkr_terms_from_coefficients(f, table, margin=1.0)]
     [1.5, 0.5]
     """
-    n_outputs = coefficients.shape[1] // 3
-    f = y_pred.reshape(-1, n_outputs)
-    kr = (coefficients[:, :n_outputs] * f).sum()
-    shortfall = F.relu(margin - coefficients[:, n_outputs : 2 * n_outputs] * f)
-    hinge = (coefficients[:, 2 * n_outputs :] * shortfall).sum()
+    kr_weights, signs, hinge_weights = coefficient_columns(coefficients)
+    f = y_pred.reshape(-1, signs.shape[1])
+    kr = (kr_weights * f).sum()
+    hinge = (hinge_weights * F.relu(margin - signs * f)).sum()
     return kr, hinge
+
+
+def coefficient_columns(coefficients: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The three (n, K) blocks of a :func:`hkr_coefficients` table: ``c``, ``s``, ``h``."""
+    n_outputs = coefficients.shape[1] // 3
+    return coefficients.split(n_outputs, dim=1)
 
 
 def _one_vs_all(
