@@ -9,9 +9,12 @@ pickling a CUDA-fitted model for a CPU-only machine, lives here once.
 from __future__ import annotations
 
 import copy
+import functools
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from numbers import Integral, Real
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -23,18 +26,45 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 from torch import nn
 
-from ._device import resolve_device
+from ._device import resolve_device, to_numpy
 from ._training import HKRObjective, StoppingRule, TrainingSet, at_most_threads, train
-from .nn import (
-    ACTIVATIONS,
-    export,
-    hkr_coefficients,
-    lipschitz_bound,
-    lipschitz_cnn,
-    lipschitz_mlp,
-)
+from .nn import ACTIVATIONS, FrozenNetwork, hkr_coefficients, lipschitz_cnn, lipschitz_mlp
+from .nn.frozen import copy_to_cpu
 
 _PREDICT_CHUNK = 4096  # rows per forward pass at predict time: bounds memory
+_EXACT_INTEGERS = 2**53  # integers beyond this do not all have a float64
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def atomic(method: Method) -> Method:
+    """Make ``method`` all-or-nothing: if it raises, the estimator is as it was.
+
+    Fitting builds new objects and never modifies the fitted ones in place (a
+    warm start trains a copy), so restoring the attribute dictionary restores
+    the estimator exactly, whatever raised and wherever: bad labels found
+    after the features were validated, a device that does not exist, a
+    diverged training run, Ctrl-C in ``partial_fit``.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with unchanged_on_error(self):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def unchanged_on_error(estimator: Any) -> Iterator[None]:
+    """Restore ``estimator``'s attributes if the block raises (any exception, Ctrl-C too)."""
+    saved = dict(estimator.__dict__)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(saved)
+        raise
 
 
 class LipschitzEstimatorBase(BaseEstimator):
@@ -62,20 +92,39 @@ class LipschitzEstimatorBase(BaseEstimator):
 
     # ------------------------------------------------------------------ data
     def _validate_X(self, X: Any, y: Any = "no_validation", *, reset: bool) -> Any:
-        """Validated float32 features (and labels); image batches are flattened."""
-        return validate_data(self, self._flatten_images(X), y, reset=reset, dtype=np.float32)
+        """Validated float64 features (and labels); image batches are flattened.
+
+        float64, not float32: the certificates are statements about the input
+        as the user gave it, and casting it to float32 moves it by up to
+        ``2**-24`` of its size, more than the radius of a point near the
+        boundary. float16/float32 inputs convert exactly; integers beyond
+        ``2**53`` and long doubles would not, and are refused.
+        """
+        _check_exactly_representable(X)
+        return validate_data(self, self._flatten_images(X), y, reset=reset, dtype=np.float64)
 
     def _flatten_images(self, X: Any) -> Any:
         if self.image_shape is not None and getattr(X, "ndim", 2) == 4:
             X = np.asarray(X)
+            expected = self._image_shape_for(math.prod(X.shape[1:]))
+            if tuple(X.shape[1:]) != expected:
+                raise ValueError(
+                    f"X has images of shape {tuple(X.shape[1:])}, but image_shape is "
+                    f"{tuple(self.image_shape)} (channels first: (C, H, W)); reshape X to "
+                    f"(n_samples, {', '.join(map(str, expected))}) or pass flat rows."
+                )
             return X.reshape(X.shape[0], -1)
         return X
 
     def _image_shape_for(self, n_features: int) -> tuple[int, int, int]:
         """``image_shape`` with a -1 entry inferred, checked against n_features."""
-        shape = [int(s) for s in self.image_shape]
+        try:
+            shape = list(self.image_shape)
+        except TypeError:
+            shape = []
         if (
             len(shape) != 3
+            or not all(isinstance(s, Integral) and not isinstance(s, bool) for s in shape)
             or sum(s == -1 for s in shape) > 1
             or any(s < 1 and s != -1 for s in shape)
         ):
@@ -83,6 +132,7 @@ class LipschitzEstimatorBase(BaseEstimator):
                 f"image_shape must be three positive integers (C, H, W), one of which may "
                 f"be -1 (inferred), got {self.image_shape!r}."
             )
+        shape = [int(s) for s in shape]
         known = math.prod(s for s in shape if s != -1)
         if -1 in shape and n_features % known == 0:
             shape[shape.index(-1)] = n_features // known
@@ -98,15 +148,29 @@ class LipschitzEstimatorBase(BaseEstimator):
         sizes = self.hidden_layer_sizes
         return (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
 
-    def _build_module(self, n_features: int, n_outputs: int) -> nn.Module:
+    def _architecture(self) -> dict[str, Any]:
+        """The parameters that shape the network: a warm start must not change them."""
+        return {
+            "hidden_layer_sizes": self._hidden_sizes(),
+            "image_shape": None if self.image_shape is None else tuple(self.image_shape),
+            "conv_channels": None if self.image_shape is None else tuple(self.conv_channels),
+            "activation": self.activation,
+        }
+
+    def _build_module(
+        self, n_features: int, n_outputs: int, generator: torch.Generator
+    ) -> nn.Module:
         if self.image_shape is None:
-            return lipschitz_mlp(n_features, self._hidden_sizes(), n_outputs, self.activation)
+            return lipschitz_mlp(
+                n_features, self._hidden_sizes(), n_outputs, self.activation, generator=generator
+            )
         return lipschitz_cnn(
             self._image_shape_for(n_features),
             tuple(self.conv_channels),
             self._hidden_sizes(),
             n_outputs,
             self.activation,
+            generator=generator,
         )
 
     def _fit_hkr(self, X: Any, y: Any, sample_weight: Any) -> tuple[Any, Any, Any]:
@@ -117,32 +181,24 @@ class LipschitzEstimatorBase(BaseEstimator):
         weights)`` (a function of the network being trained, higher is
         better). Returns the ``(X, labels, weights)`` triples of all the data,
         of the training part and of the held-out part (None without early
-        stopping).
+        stopping). Callers are :func:`atomic`: whatever raises, nothing set
+        here survives.
         """
         warm = self.warm_start and hasattr(self, "module_")
         X, y = self._validate_X(X, y, reset=not warm)
         check_classification_targets(y)
-        weights = _check_sample_weight(sample_weight, X, dtype=np.float32, ensure_non_negative=True)
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
         labels = self._encode_labels(y, weights, warm)
         self.device_ = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         full = train = (X, labels, weights)
         held_out, validation_score = None, None
         if self.early_stopping:
-            X_fit, X_val, labels_fit, labels_val, weights_fit, weights_val = train_test_split(
-                X, labels, weights,
-                test_size=self.validation_fraction,
-                stratify=labels,
-                random_state=rng,
-            )  # fmt: skip
-            train, held_out = (X_fit, labels_fit, weights_fit), (X_val, labels_val, weights_val)
+            train, held_out = _hold_out(X, labels, weights, self.validation_fraction, rng)
             validation_score = self._validation_score(*held_out)
-
-        X_fit, labels_fit, weights_fit = train
         n_classes = len(self.classes_)
-        multiclass = n_classes > 2
-        n_outputs = n_classes if multiclass else 1
-        data = self._training_set(X_fit, labels_fit, weights_fit, n_outputs)
+        n_outputs = n_classes if n_classes > 2 else 1
+        data = self._training_set(*train, n_outputs)
         objective = HKRObjective(self.alpha, self.margin)
         self._fit_network(data, objective, n_outputs, validation_score, rng)
         return full, train, held_out
@@ -185,18 +241,29 @@ class LipschitzEstimatorBase(BaseEstimator):
         leaves the estimator as it was (never a diverged, NaN-predicting network).
         """
         if keep:
+            changed = {
+                name: value
+                for name, value in self._architecture().items()
+                if value != self._fitted_architecture[name]
+            }
+            if changed:
+                raise ValueError(
+                    f"warm_start=True cannot change the network's shape, but {changed} "
+                    f"differs from the fitted {self._fitted_architecture}; set "
+                    "warm_start=False to train a new network."
+                )
             module = copy.deepcopy(self.module_)
             history, n_iter = list(self.history_), self.n_iter_
         else:
-            # Seeded on a private copy of torch's RNG (the user's global state is
-            # untouched) and on one thread: the orthogonal initialisation's QR
-            # differs in its last bits with the thread count, so a dask worker
-            # (one thread) and the client (two) would otherwise train different
-            # networks from the same seed.
-            with torch.random.fork_rng(devices=[]), at_most_threads(1):
-                torch.manual_seed(init_seed)
-                module = self._build_module(data.X.shape[1], n_outputs)
+            # A generator owned by this fit: torch's global RNG is neither read
+            # nor changed, so fits in parallel threads give what they give
+            # alone. One thread: the orthogonal initialisation's QR differs in
+            # its last bits with the thread count (a dask worker has one).
+            generator = torch.Generator().manual_seed(init_seed)
+            with at_most_threads(1):
+                module = self._build_module(data.X.shape[1], n_outputs, generator)
             history, n_iter = [], 0
+            self._fitted_architecture = self._architecture()
         return module.to(self.device_), history, n_iter
 
     def _optimizer_for(self, module: nn.Module, resume: bool) -> torch.optim.Adam:
@@ -223,10 +290,23 @@ class LipschitzEstimatorBase(BaseEstimator):
         n_iter: int,
         optimizer: torch.optim.Optimizer,
     ) -> None:
-        """Make a trained network the fitted one, with its history and optimiser state."""
-        self.module_, self.history_, self.n_iter_ = module, history, n_iter
-        self.loss_curve_ = [record["loss"] for record in self.history_]
-        self.lipschitz_constant_ = lipschitz_bound(self.module_)
+        """Make a trained network the fitted one: freeze it, then assign everything.
+
+        The frozen float64 network is what every prediction, score and bound
+        reads from now on; building it refuses a diverged network (weights or
+        bound not finite, or a zero bound) before anything is assigned.
+        """
+        with at_most_threads(1):  # the eval-mode weights do not depend on the thread count
+            network = FrozenNetwork(module, self.n_features_in_)
+        self.module_, self.network_ = module, network
+        self.history_, self.n_iter_ = history, n_iter
+        self.loss_curve_ = [record["loss"] for record in history]
+        self.lipschitz_constant_ = network.lipschitz_constant
+        pairwise = network.pairwise_lipschitz_constant
+        if pairwise is not None:
+            self.pairwise_lipschitz_constant_ = to_numpy(pairwise)
+        elif hasattr(self, "pairwise_lipschitz_constant_"):
+            del self.pairwise_lipschitz_constant_
         self._optimizer_state = optimizer.state_dict()
 
     # ----------------------------------------------------------- partial_fit
@@ -242,36 +322,41 @@ class LipschitzEstimatorBase(BaseEstimator):
         distribution the chunk samples, whatever came before (a class absent
         from a chunk adds nothing to that chunk's KR term). Subclasses provide
         ``_check_classes(classes)``. Returns the chunk's ``(X, labels, weights)``.
+        All or nothing: Ctrl-C or an error leaves the estimator as it was.
         """
-        first = not hasattr(self, "module_")
-        X, y = self._validate_X(X, y, reset=first)
-        check_classification_targets(y)
-        weights = _check_sample_weight(sample_weight, X, dtype=np.float32, ensure_non_negative=True)
-        classes, labels = self._chunk_labels(y, classes, first)
-        if first:
-            self.device_ = resolve_device(self.device)
-        n_outputs = len(classes) if len(classes) > 2 else 1
-        data = self._training_set(X, labels, weights, n_outputs)
-        objective = HKRObjective(self.alpha, self.margin)
-        init_seed, batch_seed = _seeds(check_random_state(self.random_state))
-        module, history, n_iter = self._network_to_train(data, n_outputs, init_seed, not first)
-        optimizer = self._optimizer_for(module, resume=not first)
-        # Each call draws its own batch order; with an int random_state, repeatably.
-        generator = torch.Generator(device=self.device_).manual_seed(batch_seed + n_iter)
-        n_iter += train(
-            module,
-            optimizer,
-            data,
-            objective,
-            batch_size=self.batch_size,
-            max_epochs=1,
-            generator=generator,
-            stopping=StoppingRule(1, 0.0),
-            history=history,
-            verbose=self.verbose,
-        )
-        self._publish(module, history, n_iter, optimizer)
-        self.classes_ = classes
+        with unchanged_on_error(self):
+            first = not hasattr(self, "module_")
+            X, y = self._validate_X(X, y, reset=first)
+            check_classification_targets(y)
+            weights = _check_sample_weight(
+                sample_weight, X, dtype=np.float64, ensure_non_negative=True
+            )
+            classes, labels = self._chunk_labels(y, classes, first)
+            if first:
+                self.device_ = resolve_device(self.device)
+            n_outputs = len(classes) if len(classes) > 2 else 1
+            data = self._training_set(X, labels, weights, n_outputs)
+            objective = HKRObjective(self.alpha, self.margin)
+            init_seed, batch_seed = _seeds(check_random_state(self.random_state))
+            module, history, n_iter = self._network_to_train(data, n_outputs, init_seed, not first)
+            optimizer = self._optimizer_for(module, resume=not first)
+            # Each call draws its own batch order; with an int random_state, repeatably.
+            generator = torch.Generator(device=self.device_).manual_seed(batch_seed + n_iter)
+            n_iter += train(
+                module,
+                optimizer,
+                data,
+                objective,
+                batch_size=self.batch_size,
+                max_epochs=1,
+                generator=generator,
+                stopping=StoppingRule(1, 0.0),
+                history=history,
+                verbose=self.verbose,
+                on_interrupt="raise",
+            )
+            self._publish(module, history, n_iter, optimizer)
+            self.classes_ = classes
         return X, labels, weights
 
     def _chunk_labels(self, y: np.ndarray, classes: Any, first: bool) -> tuple[Any, np.ndarray]:
@@ -298,7 +383,11 @@ class LipschitzEstimatorBase(BaseEstimator):
     def _training_set(
         self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray, n_outputs: int
     ) -> TrainingSet:
-        """Move the training data to ``device_`` once, for the whole fit."""
+        """Move the training data to ``device_`` once, for the whole fit (in float32).
+
+        Training runs in float32 (it only has to find good weights); what is
+        certified is the frozen float64 network evaluated on the float64 data.
+        """
         class_sums = np.bincount(labels, weights=weights, minlength=max(n_outputs, 2))
         targets = labels if n_outputs > 1 else 2.0 * labels - 1
         coefficients = hkr_coefficients(
@@ -307,49 +396,71 @@ class LipschitzEstimatorBase(BaseEstimator):
             torch.as_tensor(weights, dtype=torch.float32),
             torch.as_tensor(class_sums, dtype=torch.float32),
         )
-        X = torch.as_tensor(X, device=self.device_)
+        X = torch.from_numpy(X.astype(np.float32)).to(self.device_)
+        if not torch.isfinite(X).all():
+            raise ValueError(
+                "X has values too large for float32 training (above 3.4e38): rescale "
+                "the features, e.g. with StandardScaler."
+            )
         return TrainingSet(X, coefficients.to(self.device_))
 
-    def _outputs(self, X: np.ndarray, module: nn.Module | None = None) -> np.ndarray:
-        """Network outputs ``(n, n_outputs)`` as float64, for already validated X.
-
-        Without ``module``, the fitted network is evaluated in float64 (its
-        exported, fixed weights): each row's result then does not depend on
-        which other rows share its batch, and certificates and dual values
-        carry no float32 rounding. ``module`` (a network being trained) is run
-        as it is.
-        """
-        if module is None:
-            module = export(self.module_).double()
-            dtype = torch.float64
-        else:
-            dtype = torch.float32
+    def _outputs(self, X: np.ndarray, module: nn.Module) -> np.ndarray:
+        """Outputs ``(n, n_outputs)`` of a network being trained (float32), as float64."""
         module.eval()
-        # Written into one preallocated array: a list of per-chunk results
-        # interleaved with the chunks' temporaries fragmented the heap (measured:
-        # 740 MB of extra RSS for 37 MB of data at the end of a W1 fit, 120 MB
-        # this way).
         outputs = np.empty((X.shape[0], module[-1].out_features))
         with torch.no_grad():
             for start in range(0, X.shape[0], _PREDICT_CHUNK):
-                chunk = torch.as_tensor(X[start : start + _PREDICT_CHUNK], device=self.device_)
-                outputs[start : start + _PREDICT_CHUNK] = module(chunk.to(dtype)).cpu().numpy()
+                rows = X[start : start + _PREDICT_CHUNK].astype(np.float32)
+                chunk = torch.from_numpy(rows).to(self.device_)
+                outputs[start : start + _PREDICT_CHUNK] = to_numpy(module(chunk))
         return outputs
 
-    def _forward(self, X: Any) -> np.ndarray:
-        """Network outputs for new data, validated against the fitted data."""
-        check_is_fitted(self, "module_")
-        return self._outputs(self._validate_X(X, reset=False))
+    def _evaluate(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The fitted network on validated float64 ``X``: outputs and rounding bounds.
+
+        Returns ``(outputs, error, certificate_error)`` (see
+        :class:`~sklip.nn.FrozenOutputs`), all float64 and computed by the
+        frozen network, so each row's result does not depend on which rows
+        share its batch. Outputs that overflowed to NaN raise.
+        """
+        n = X.shape[0]
+        outputs = np.empty((n, self.network_.n_outputs))
+        error, certificate = np.empty(n), np.empty(n)
+        # Written into preallocated arrays: a list of per-chunk results
+        # interleaved with the chunks' temporaries fragmented the heap (measured:
+        # 740 MB of extra RSS for 37 MB of data at the end of a W1 fit, 120 MB
+        # this way).
+        for start in range(0, n, _PREDICT_CHUNK):
+            rows = slice(start, start + _PREDICT_CHUNK)
+            # torch.tensor copies: a read-only input (a memory map) stays untouched.
+            result = self.network_(torch.tensor(X[rows], device=self.device_))
+            outputs[rows] = to_numpy(result.outputs)
+            error[rows] = to_numpy(result.error)
+            certificate[rows] = to_numpy(result.certificate_error)
+        if np.isnan(outputs).any():
+            raise ValueError(
+                "The network's output overflowed float64 on some rows of X (values too "
+                "large); rescale the features."
+            )
+        return outputs, error, certificate
+
+    def _forward(self, X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_evaluate` on new data, validated against the fitted data."""
+        check_is_fitted(self, "network_")
+        return self._evaluate(self._validate_X(X, reset=False))
 
     def to_torch(self) -> nn.Sequential:
-        """The fitted network as a plain ``nn.Sequential`` (weights baked in).
+        """The fitted network as a plain ``nn.Sequential`` (weights baked in), in float64.
 
-        It computes exactly what :meth:`decision_function` computes, on the
-        fitted device, with no constraint overhead: for deployment or further
-        analysis in PyTorch.
+        These are the frozen float64 weights that :meth:`decision_function`
+        and every certificate use, on the fitted device. Fed float64 rows
+        without autograd, it computes :meth:`decision_function`'s values (up
+        to the summation order of the matrix products, within the rounding
+        bound the certificates allow for). ``.float()`` gives a faster float32
+        copy, whose weights and arithmetic are no longer the certified ones.
         """
-        check_is_fitted(self, "module_")
-        return export(self.module_)
+        check_is_fitted(self, "network_")
+        return copy.deepcopy(self.network_.module)
 
     # -------------------------------------------------------------- pickling
     def __getstate__(self) -> dict[str, Any]:
@@ -357,6 +468,7 @@ class LipschitzEstimatorBase(BaseEstimator):
         if "module_" in state:
             # Pickles hold CPU tensors only, so a CUDA-fitted model loads anywhere.
             state["module_"] = copy.deepcopy(self.module_).cpu()
+            state["network_"] = copy_to_cpu(self.network_)
             state["device_"] = torch.device("cpu")
             state["_fitted_device"] = str(self.device_)
         if "_optimizer_state" in state:
@@ -377,6 +489,48 @@ class LipschitzEstimatorBase(BaseEstimator):
                     else torch.device("cuda")
                 )
                 self.module_.to(self.device_)
+                self.network_.to(self.device_)
+
+
+def _hold_out(
+    X: np.ndarray, labels: np.ndarray, weights: np.ndarray, fraction: float, rng: Any
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """Stratified ``(train, held_out)`` triples; a held-out part that can score, or ValueError."""
+    try:
+        X_fit, X_val, labels_fit, labels_val, weights_fit, weights_val = train_test_split(
+            X, labels, weights, test_size=fraction, stratify=labels, random_state=rng
+        )
+    except ValueError as error:
+        raise ValueError(
+            f"early_stopping=True cannot hold out validation_fraction={fraction} of "
+            f"{len(labels)} samples with every class on both sides ({error}). Raise "
+            "validation_fraction, give more samples, or set early_stopping=False."
+        ) from None
+    held_totals = np.bincount(labels_val, weights=weights_val, minlength=labels.max() + 1)
+    if not np.all(held_totals[np.unique(labels)] > 0):
+        raise ValueError(
+            f"early_stopping=True: the held-out part (validation_fraction={fraction}) has a "
+            "class whose sample_weight are all zero, so it cannot score the network. Raise "
+            "validation_fraction or set early_stopping=False."
+        )
+    return (X_fit, labels_fit, weights_fit), (X_val, labels_val, weights_val)
+
+
+def _check_exactly_representable(X: Any) -> None:
+    """Refuse inputs that float64 cannot hold exactly (the certificate is about *them*)."""
+    dtype = getattr(X, "dtype", None)
+    if dtype is None or not isinstance(dtype, np.dtype):
+        return
+    if dtype.kind == "f" and dtype.itemsize > 8:
+        raise TypeError(
+            f"X has dtype {dtype}, which float64 cannot represent exactly; convert it "
+            "to float64 yourself if the rounding is acceptable."
+        )
+    if dtype.kind in "iu" and X.size and np.abs(X).max() > _EXACT_INTEGERS:
+        raise ValueError(
+            "X holds integers above 2**53, which float64 cannot represent exactly; "
+            "rescale the features."
+        )
 
 
 def _seeds(rng: np.random.RandomState) -> tuple[int, int]:

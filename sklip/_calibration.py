@@ -14,6 +14,12 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def log_softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax: finite wherever the scores are, however far apart."""
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
 def weighted_log_loss(
     scale: float, scores: np.ndarray, labels: np.ndarray, weights: np.ndarray
 ) -> float:
@@ -34,11 +40,15 @@ def fit_temperature(
     golden-section search over ``log a`` finds the minimum. The search is kept
     to ``a * margin`` in ``[1e-2, 1e2]``: scores are distances, in the units of
     the margin, and on separable training data the unconstrained minimum is at
-    infinity.
+    infinity. It is also kept to ``a * max|score| <= 1e300``, so that the
+    scaled scores stay finite whatever the margin (1e-308 is a valid one).
     """
-    low, high = math.log(1e-2 / margin), math.log(1e2 / margin)
-    if len(labels) == 0 or not np.any(weights > 0):
-        return 1.0 / margin
+    low, high = math.log(1e-2) - math.log(margin), math.log(1e2) - math.log(margin)
+    largest = float(np.abs(scores).max()) if scores.size else 0.0
+    ceiling = math.log(1e300) - (math.log(largest) if largest > 1 else 0.0)
+    low, high = min(low, ceiling), min(high, ceiling)
+    if len(labels) == 0 or not np.any(weights > 0) or low == high:
+        return math.exp(high)
     ratio = (math.sqrt(5) - 1) / 2
 
     def loss(log_scale: float) -> float:

@@ -1,7 +1,8 @@
-"""Device selection: "auto" picks CUDA when there is one, else the CPU."""
+"""Devices: which one ("auto" picks CUDA when there is one), and the way back to the host."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -33,3 +34,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     elif resolved.type != "cpu":
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.")
     return resolved
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """The one host transfer: a tensor on any device as a NumPy array.
+
+    Every conversion in sklip goes through here (a test scans the sources for
+    any other ``.numpy()``), so a CUDA tensor is never handed to NumPy directly.
+    """
+    return tensor.detach().cpu().numpy()

@@ -74,11 +74,11 @@ def spectral_norm(matrix: np.ndarray) -> float:
 def differentiable_scores(estimator: Any, X: Any) -> tuple[Callable, Tensor, Any]:
     """A torch function raw inputs -> network scores, the inputs, and the classifier."""
     classifier, affine = unwrap(estimator)
-    module = classifier.module_.eval()
+    module = classifier.network_.module
     device = classifier.device_
     if affine is None:
         x0 = torch.as_tensor(classifier._validate_X(X, reset=False), device=device)
         return module, x0, classifier
-    X = check_array(X, dtype=np.float32)
-    A, b = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in affine)
+    X = check_array(X, dtype=np.float64)
+    A, b = (torch.as_tensor(a, dtype=torch.float64, device=device) for a in affine)
     return (lambda points: module(points @ A + b)), torch.as_tensor(X, device=device), classifier

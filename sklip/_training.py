@@ -20,6 +20,7 @@ Design choices, each measured or forced by a known pitfall:
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -124,12 +125,16 @@ def train(
     validation_score: Callable[[nn.Module], float] | None = None,
     history: list[dict[str, float]],
     verbose: int = 0,
+    on_interrupt: str = "keep",
 ) -> int:
     """Run up to ``max_epochs`` epochs; append one record per epoch to ``history``.
 
     Returns the number of completed epochs. The module ends in eval mode with
     the final weights: the best validation epoch's when ``validation_score`` is
-    given, the last completed epoch's if interrupted.
+    given, the last completed epoch's if interrupted (Ctrl-C) with
+    ``on_interrupt="keep"``, as scikit-learn's MLP does. With ``"raise"`` the
+    KeyboardInterrupt propagates: a single epoch (``partial_fit``) has no
+    completed epoch to keep, and a loop over chunks must stop.
     """
     n = len(data)
     batch_size = min(batch_size, n)
@@ -166,6 +171,8 @@ def train(
             if stop:
                 break
     except KeyboardInterrupt:
+        if on_interrupt == "raise":
+            raise
         warnings.warn(
             f"Training interrupted: keeping the weights of the last completed epoch ({completed}).",
             UserWarning,
@@ -228,18 +235,38 @@ def forward_work(module: nn.Module, batch_size: int) -> int:
     return per_sample * batch_size
 
 
+_THREADS_LOCK = threading.Lock()
+_threads_capped = 0  # blocks inside at_most_threads, across all Python threads
+_threads_before = 0  # torch's setting when the first of them entered
+
+
 @contextmanager
 def at_most_threads(limit: int | None) -> Iterator[None]:
-    """Cap torch's intra-op threads inside the block, then restore the setting."""
-    previous = torch.get_num_threads()
-    if limit is None or limit >= previous:
+    """Cap torch's intra-op threads at ``limit`` inside the block, then restore the setting.
+
+    torch's thread count is process-wide, so blocks running at once in several
+    Python threads share one cap: the first to enter records the user's
+    setting, the last to leave restores it. (Two fits each restoring what
+    they saw on entry would leave the cap in place for good.) Only the cap of
+    1 is used by sklip, so sharing it changes nothing for the blocks.
+    """
+    global _threads_capped, _threads_before
+    if limit is None:
         yield
         return
-    torch.set_num_threads(limit)
+    with _THREADS_LOCK:
+        if _threads_capped == 0:
+            _threads_before = torch.get_num_threads()
+        _threads_capped += 1
+        if limit < torch.get_num_threads():
+            torch.set_num_threads(limit)
     try:
         yield
     finally:
-        torch.set_num_threads(previous)
+        with _THREADS_LOCK:
+            _threads_capped -= 1
+            if _threads_capped == 0 and torch.get_num_threads() != _threads_before:
+                torch.set_num_threads(_threads_before)
 
 
 def _snapshot(module: nn.Module) -> dict[str, Tensor]:

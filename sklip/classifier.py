@@ -8,9 +8,8 @@ import numpy as np
 import torch
 from sklearn.base import ClassifierMixin, _fit_context
 
-from ._base import LipschitzEstimatorBase
-from ._calibration import fit_temperature, softmax
-from .nn import pairwise_lipschitz_bound
+from ._base import LipschitzEstimatorBase, atomic
+from ._calibration import fit_temperature, log_softmax, softmax
 from .robustness import radius_from_outputs
 
 
@@ -82,11 +81,16 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined when ``X`` has string feature names (a DataFrame).
     module_ : torch.nn.Sequential
-        The constrained network.
+        The constrained network, as trained (float32); ``warm_start`` and
+        ``partial_fit`` train it on.
+    network_ : sklip.nn.FrozenNetwork
+        Its weights frozen in float64 when the fit ended: every prediction,
+        score, radius and bound reads these arrays, and the network bounds
+        the rounding of its own forward pass.
     device_ : torch.device
     lipschitz_constant_ : float
-        Upper bound of the network's Lipschitz constant computed from its
-        weights (float64); ``certified_radius`` uses it for two classes.
+        Upper bound of the network's Lipschitz constant computed from the
+        frozen weights (float64); ``certified_radius`` uses it for two classes.
     pairwise_lipschitz_constant_ : ndarray of shape (n_classes, n_classes)
         Bounds of the Lipschitz constants of the score differences
         ``f_i - f_j`` (multiclass only), used by ``certified_radius``.
@@ -155,6 +159,7 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         self.warm_start = warm_start
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @atomic
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> LipschitzClassifier:
         """Train the network on ``(X, y)``.
 
@@ -171,10 +176,11 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         self
         """
         _, train, _ = self._fit_hkr(X, y, sample_weight)
-        self._fit_calibration(*train)
+        self._after_training(*train)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @atomic
     def partial_fit(
         self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
     ) -> LipschitzClassifier:
@@ -225,14 +231,12 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
                 "partial_fit does not support early_stopping=True (one pass over a chunk "
                 "holds nothing out); set early_stopping=False or use fit."
             )
-        self._fit_calibration(*self._partial_fit_hkr(X, y, classes, sample_weight))
+        self._after_training(*self._partial_fit_hkr(X, y, classes, sample_weight))
         return self
 
-    def _fit_calibration(self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> None:
-        """What follows training: the pairwise bounds, ``temperature_`` on the training data."""
-        if len(self.classes_) > 2:
-            self.pairwise_lipschitz_constant_ = pairwise_lipschitz_bound(self.module_).numpy()
-        scores = self._class_scores(self._outputs(X))
+    def _after_training(self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> None:
+        """What follows training: ``temperature_``, fitted on the training data."""
+        scores = self._class_scores(self._evaluate(X)[0])
         self.temperature_ = fit_temperature(scores, labels, weights, self.margin)
 
     def _check_classes(self, classes: np.ndarray) -> None:
@@ -283,12 +287,12 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         is at most ``lipschitz_constant_`` times the L2 distance from ``x`` to
         the decision boundary.
         """
-        outputs = self._forward(X)
+        outputs = self._forward(X)[0]
         return outputs[:, 0] if outputs.shape[1] == 1 else outputs
 
     def predict(self, X: Any) -> np.ndarray:
         """The class of highest score (``f(x) > 0`` -> ``classes_[1]`` for two classes)."""
-        scores = self._class_scores(self._forward(X))
+        scores = self._class_scores(self._forward(X)[0])
         return self.classes_[scores.argmax(axis=1)]
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -300,22 +304,32 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         scaling). It is a monotone map of the scores, so its argmax is
         ``predict``; ``a`` only sets how confident the probabilities are.
         """
-        scores = self._class_scores(self._forward(X))
+        scores = self._class_scores(self._forward(X)[0])
         return softmax(self.temperature_ * scores)
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
-        """Logarithm of :meth:`predict_proba`."""
-        return np.log(self.predict_proba(X))
+        """Logarithm of :meth:`predict_proba`, computed without underflow.
+
+        Taken as a log-softmax, not as ``log(predict_proba(X))``: far from the
+        boundary a probability underflows to 0, whose logarithm (-inf) would
+        say nothing of how far.
+        """
+        scores = self._class_scores(self._forward(X)[0])
+        return log_softmax(self.temperature_ * scores)
 
     def certified_radius(self, X: Any) -> np.ndarray:
         r"""Certified L2 robustness radius of each prediction, in the units of ``X``.
 
         No perturbation :math:`\delta` with :math:`\|\delta\|_2` below the radius
-        changes ``predict(x + δ)``. Two classes: :math:`|f(x)| / L`. Multiclass,
-        predicted class ``c``: :math:`\min_{j \ne c} (f_c(x) - f_j(x)) / L_{cj}`
-        with :math:`L_{cj}` the bound of ``pairwise_lipschitz_constant_``. Both
-        bounds are computed from the network's actual weights; 0 means the point
-        lies on the decision boundary.
+        changes ``predict(x + δ)``, as computed by this estimator: the frozen
+        float64 network on the float64 input, on any device and in any batch.
+        Two classes: :math:`|f(x)| / L`. Multiclass, predicted class ``c``:
+        :math:`\min_{j \ne c} (f_c(x) - f_j(x)) / L_{cj}` with :math:`L_{cj}`
+        the bound of ``pairwise_lipschitz_constant_``. Both bounds are computed
+        from the frozen weights that make the predictions, and the radius is
+        reduced by a proven bound of the floating-point rounding of the
+        forward pass (:func:`sklip.robustness.radius_from_outputs`), so 0
+        means the point is on the decision boundary or within rounding of it.
 
         Parameters
         ----------
@@ -325,9 +339,14 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         -------
         ndarray of shape (n_samples,)
         """
-        outputs = self._forward(X)
-        pairwise = getattr(self, "pairwise_lipschitz_constant_", None)
-        return radius_from_outputs(outputs, self.lipschitz_constant_, pairwise)
+        outputs, _, error = self._forward(X)
+        return radius_from_outputs(
+            outputs,
+            self.lipschitz_constant_,
+            getattr(self, "pairwise_lipschitz_constant_", None),
+            error=error,
+            error_growth=self.network_.error_growth,
+        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

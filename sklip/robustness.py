@@ -82,26 +82,54 @@ def certified_radius(estimator: Any, X: Any) -> np.ndarray:
 
 
 def radius_from_outputs(
-    outputs: np.ndarray, lipschitz_constant: float, pairwise: np.ndarray | None = None
+    outputs: np.ndarray,
+    lipschitz_constant: float,
+    pairwise: np.ndarray | None = None,
+    *,
+    error: np.ndarray | None = None,
+    error_growth: float = 0.0,
 ) -> np.ndarray:
     r"""Certified L2 radius of each prediction from a network's outputs and bounds.
 
-    One output: :math:`|f(x)| / L`. ``K`` outputs, predicted class ``c``:
-    :math:`\min_{j \ne c} (f_c(x) - f_j(x)) / L_{cj}` with ``pairwise`` the
-    ``(K, K)`` bounds of :func:`sklip.nn.pairwise_lipschitz_bound`; a zero
-    bound means ``f_c - f_j`` is constant, so that pair never flips.
+    With exact arithmetic (``error`` None): one output, :math:`|f(x)| / L`;
+    ``K`` outputs, predicted class ``c``, :math:`\min_{j \ne c} (f_c(x) -
+    f_j(x)) / L_{cj}` with ``pairwise`` the ``(K, K)`` bounds of
+    :func:`sklip.nn.pairwise_lipschitz_bound`.
+
+    With the rounding of the computation that produced ``outputs`` (the
+    estimators pass their frozen network's bounds, see
+    :class:`sklip.nn.FrozenNetwork`): if every computed output lies within
+    ``e + G r`` of the exact one, for any input within ``r`` of ``x``, with
+    ``e = error(x)`` and ``G = error_growth``, then the *computed* prediction
+    cannot change within
+
+    .. math::
+        r(x) = \frac{(|z(x)| - e)_+}{L + G}, \qquad
+        r(x) = \min_{j \ne c} \frac{(z_c(x) - z_j(x) - \sqrt 2\, e)_+}
+                                   {L_{cj} + \sqrt 2\, G}
+
+    (a difference of two outputs is within :math:`\sqrt 2` times the error of
+    the output vector). A point within rounding of the boundary gets 0, and so
+    does a point whose outputs or error are not finite. The result is lowered
+    by a relative ``8 u`` for the rounding of this formula itself.
 
     Parameters
     ----------
     outputs : ndarray of shape (n_samples, n_outputs)
     lipschitz_constant : float
-        Bound of the whole network (used with one output).
+        Bound of the whole network (used with one output); positive and finite.
     pairwise : ndarray of shape (n_outputs, n_outputs), optional
-        Needed with several outputs.
+        Needed with several outputs; finite, non-negative.
+    error : ndarray of shape (n_samples,), optional
+        Bound of the rounding at ``x`` and around it (``certificate_error`` of
+        :class:`sklip.nn.FrozenOutputs`); None for exact arithmetic.
+    error_growth : float, default=0.0
+        Growth ``G`` of the rounding bound per unit of distance.
 
     Returns
     -------
     ndarray of shape (n_samples,)
+        Finite, non-negative radii.
 
     Examples
     --------
@@ -112,17 +140,54 @@ def radius_from_outputs(
     >>> pairwise = np.full((3, 3), 2.0)  # bounds of f_c - f_j
     >>> radius_from_outputs(np.array([[3.0, 1.0, 0.0]]), 1.0, pairwise)  # min(2/2, 3/2)
     array([1.])
+    >>> radius_from_outputs(np.array([[1e-17]]), 1.0, error=np.array([1e-16]))  # rounding
+    array([0.])
     """
-    if outputs.shape[1] == 1:
-        return np.abs(outputs[:, 0]) / lipschitz_constant
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if outputs.ndim != 2 or outputs.shape[1] < 1:
+        raise ValueError(f"outputs must be 2-D (n_samples, n_outputs), got shape {outputs.shape}.")
+    n = outputs.shape[0]
+    slack = np.zeros(n) if error is None else np.asarray(error, dtype=np.float64)
+    if slack.shape != (n,) or np.any(slack < 0):
+        raise ValueError(f"error must be {n} non-negative values, one per row of outputs.")
+    if not (np.isfinite(error_growth) and error_growth >= 0):
+        raise ValueError(f"error_growth must be finite and non-negative, got {error_growth!r}.")
+    if not (np.isfinite(lipschitz_constant) and lipschitz_constant > 0):
+        raise ValueError(
+            f"lipschitz_constant must be positive and finite, got {lipschitz_constant!r}: "
+            "a zero or infinite bound certifies nothing."
+        )
+    with np.errstate(invalid="ignore", over="ignore"):
+        if outputs.shape[1] == 1:
+            radius = (np.abs(outputs[:, 0]) - slack) / (lipschitz_constant + error_growth)
+        else:
+            radius = _multiclass_radius(outputs, pairwise, slack, error_growth)
+    radius = np.where(np.isfinite(radius) & (radius > 0), radius, 0.0)
+    return radius * (1.0 - 8.0 * 2.0**-53)
+
+
+def _multiclass_radius(
+    outputs: np.ndarray, pairwise: Any, slack: np.ndarray, error_growth: float
+) -> np.ndarray:
+    """The multiclass case of :func:`radius_from_outputs` (before clipping at 0)."""
+    k = outputs.shape[1]
     if pairwise is None:
         raise ValueError("pairwise bounds are needed for a network with several outputs.")
+    pairwise = np.asarray(pairwise, dtype=np.float64)
+    off_diagonal = ~np.eye(k, dtype=bool) if pairwise.shape == (k, k) else None
+    if off_diagonal is None or not np.all(np.isfinite(pairwise)) or np.any(pairwise < 0):
+        raise ValueError(f"pairwise must be a finite, non-negative ({k}, {k}) array.")
+    denominators = pairwise + np.sqrt(2.0) * error_growth
+    if np.any(denominators[off_diagonal] <= 0):
+        raise ValueError(
+            "pairwise has a zero bound off the diagonal: with exact arithmetic that pair "
+            "of scores never crosses, but an infinite radius is never certified; pass the "
+            "rounding bounds (error, error_growth) of the computation."
+        )
     rows = np.arange(len(outputs))
     predicted = outputs.argmax(axis=1)
-    gaps = outputs[rows, predicted][:, None] - outputs
-    bounds = pairwise[predicted]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(bounds > 0, gaps / bounds, np.inf)
+    gaps = outputs[rows, predicted][:, None] - outputs - np.sqrt(2.0) * slack[:, None]
+    ratios = gaps / denominators[predicted]
     ratios[rows, predicted] = np.inf
     return ratios.min(axis=1)
 

@@ -180,10 +180,32 @@ def test_radius_from_outputs_matches_a_hand_computation():
     from sklip.robustness import radius_from_outputs
 
     assert np.allclose(radius_from_outputs(np.array([[-2.0], [0.5]]), 2.0), [1.0, 0.25])
-    pairwise = np.array([[0.0, 2.0, 1.0], [2.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    pairwise = np.array([[0.0, 2.0, 1.0], [2.0, 0.0, 8.0], [1.0, 8.0, 0.0]])
     # class 0 predicted: min((3 - 1) / 2, (3 - 0) / 1) = 1; class 1 predicted:
-    # (4 - 3) / 2 against class 0, and a zero bound against class 2 never flips.
+    # min((4 - 3) / 2, (4 - 0) / 8) = 0.5.
     outputs = np.array([[3.0, 1.0, 0.0], [3.0, 4.0, 0.0]])
     assert np.allclose(radius_from_outputs(outputs, 9.9, pairwise), [1.0, 0.5])
+    # With rounding: error e and growth G: (gap - sqrt(2) e) / (L_cj + sqrt(2) G).
+    error, growth = np.array([0.1, 0.0]), 0.5
+    expected_first = min(
+        (2 - 0.1 * 2**0.5) / (2 + 0.5 * 2**0.5), (3 - 0.1 * 2**0.5) / (1 + 0.5 * 2**0.5)
+    )
+    radius = radius_from_outputs(outputs, 9.9, pairwise, error=error, error_growth=growth)
+    assert radius[0] == pytest.approx(expected_first, rel=1e-12)
+    binary = radius_from_outputs(
+        np.array([[2.0], [0.05]]), 2.0, error=np.array([0.5, 0.1]), error_growth=1.0
+    )
+    assert np.allclose(binary, [(2.0 - 0.5) / 3.0, 0.0])  # within rounding of 0: radius 0
     with pytest.raises(ValueError, match="pairwise"):
         radius_from_outputs(outputs, 1.0)
+
+
+@pytest.mark.parametrize("bound", [0.0, np.inf, np.nan, -1.0])
+def test_a_zero_or_infinite_bound_never_gives_an_infinite_radius(bound):
+    from sklip.robustness import radius_from_outputs
+
+    with pytest.raises(ValueError, match="lipschitz_constant"):
+        radius_from_outputs(np.array([[1.0]]), bound)
+    pairwise = np.array([[0.0, bound], [bound, 0.0]])
+    with pytest.raises(ValueError, match="pairwise"):
+        radius_from_outputs(np.array([[1.0, 0.0]]), 1.0, pairwise)

@@ -6,7 +6,13 @@ most 1; networks built from them are 1-Lipschitz by construction, and
 """
 
 from .activations import FullSort, GroupSort, MaxMin
-from .bounds import conv2d_operator_norm_bound, lipschitz_bound, pairwise_lipschitz_bound
+from .bounds import (
+    UNIT_ROUNDOFF,
+    conv2d_operator_norm_bound,
+    lipschitz_bound,
+    pairwise_lipschitz_bound,
+    rounding_slack,
+)
 from .builders import ACTIVATIONS, lipschitz_cnn, lipschitz_mlp, make_activation
 from .constraints import (
     ConvOperatorNormalize,
@@ -16,6 +22,7 @@ from .constraints import (
     gram_spectral_bound,
 )
 from .export import export
+from .frozen import FrozenNetwork, FrozenOutputs
 from .layers import ImageView, L2NormPool2d, LipschitzConv2d, LipschitzLinear
 from .losses import (
     hinge_margin_loss,
@@ -32,7 +39,10 @@ from .losses import (
 
 __all__ = [
     "ACTIVATIONS",
+    "UNIT_ROUNDOFF",
     "ConvOperatorNormalize",
+    "FrozenNetwork",
+    "FrozenOutputs",
     "FullSort",
     "GroupSort",
     "ImageView",
@@ -61,4 +71,5 @@ __all__ = [
     "multiclass_hkr_terms",
     "multiclass_kr_loss",
     "pairwise_lipschitz_bound",
+    "rounding_slack",
 ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 
+import torch
 from torch import nn
 
 from .activations import FullSort, GroupSort
@@ -43,6 +45,7 @@ def lipschitz_mlp(
     *,
     power_iterations: int = 1,
     bjorck_iterations: int = 1,
+    generator: torch.Generator | None = None,
 ) -> nn.Sequential:
     """A 1-Lipschitz multilayer perceptron.
 
@@ -69,6 +72,9 @@ def lipschitz_mlp(
         Trained layers are then not exactly orthonormal (singular values
         spread below 1), which no certificate relies on; pass 8 for
         near-orthonormal, gradient-norm-preserving layers.
+    generator : torch.Generator, optional
+        Draws every initial weight, so that building a network neither reads
+        nor advances torch's global RNG (default: the global RNG).
 
     Returns
     -------
@@ -94,11 +100,14 @@ def lipschitz_mlp(
                 width,
                 power_iterations=power_iterations,
                 bjorck_iterations=bjorck_iterations,
+                generator=generator,
             ),
             make_activation(activation),
         ]
         previous = width
-    layers.append(LipschitzLinear(previous, n_outputs, constraint=RowNormalize()))
+    layers.append(
+        LipschitzLinear(previous, n_outputs, constraint=RowNormalize(), generator=generator)
+    )
     return nn.Sequential(*layers)
 
 
@@ -114,6 +123,7 @@ def lipschitz_cnn(
     gram_iterations: int = 6,
     power_iterations: int = 1,
     bjorck_iterations: int = 1,
+    generator: torch.Generator | None = None,
 ) -> nn.Sequential:
     """A 1-Lipschitz convolutional network.
 
@@ -136,6 +146,8 @@ def lipschitz_cnn(
     gram_iterations, power_iterations, bjorck_iterations : int
         Passed to the convolutions (``gram_iterations``) and the dense head
         (the others, as in :func:`lipschitz_mlp`).
+    generator : torch.Generator, optional
+        Draws every initial weight (default: torch's global RNG).
 
     Returns
     -------
@@ -160,6 +172,7 @@ def lipschitz_cnn(
             kernel_size,
             input_size=size,
             gram_iterations=gram_iterations,
+            generator=generator,
         )
         layers += [conv, make_activation(activation)]
         channels = out_channels
@@ -174,12 +187,14 @@ def lipschitz_cnn(
         activation,
         power_iterations=power_iterations,
         bjorck_iterations=bjorck_iterations,
+        generator=generator,
     )
     return nn.Sequential(*layers, *head)
 
 
 def _check_positive(value: int, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    # numbers.Integral: NumPy integers (np.int64(64)) are integers too; bools are not.
+    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
 
 
@@ -193,6 +208,8 @@ def _check_widths(widths: Sequence[int], name: str, activation: str) -> tuple[in
         ) from None
     for width in values:
         _check_positive(width, f"every entry of {name}")
+    values = tuple(int(width) for width in values)
+    for width in values:
         if activation == "groupsort" and width % 2:
             raise ValueError(
                 f"{name} has the odd width {width}: activation='groupsort' sorts pairs, "

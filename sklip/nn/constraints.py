@@ -76,6 +76,8 @@ class SpectralBjorck(nn.Module):
         Shape of the weight to constrain.
     power_iterations : int, default=1
         Power iterations per training-mode call.
+    generator : torch.Generator, optional
+        Draws the power iteration's starting vector (default: torch's global RNG).
     bjorck_iterations : int, default=8
         Björck steps per call. 0 gives plain spectral normalisation. Eight
         steps bring singular values within 1e-6 of 1 from a spectrum spread
@@ -100,13 +102,16 @@ class SpectralBjorck(nn.Module):
         in_features: int,
         power_iterations: int = 1,
         bjorck_iterations: int = 8,
+        *,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         _check_non_negative_int(power_iterations, "power_iterations")
         _check_non_negative_int(bjorck_iterations, "bjorck_iterations")
         self.power_iterations = power_iterations
         self.bjorck_iterations = bjorck_iterations
-        self.register_buffer("u", F.normalize(torch.randn(out_features), dim=0))
+        start = torch.randn(out_features, generator=generator)
+        self.register_buffer("u", F.normalize(start, dim=0))
 
     def forward(self, weight: Tensor) -> Tensor:
         if not self.training:

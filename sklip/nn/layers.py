@@ -88,6 +88,8 @@ class LipschitzLinear(_ConstrainedWeight):
         ``power_iterations`` and ``bjorck_iterations``.
     power_iterations : int, default=1
     bjorck_iterations : int, default=8
+    generator : torch.Generator, optional
+        Draws the initial weight (default: torch's global RNG).
 
     Examples
     --------
@@ -106,19 +108,26 @@ class LipschitzLinear(_ConstrainedWeight):
         constraint: nn.Module | None = None,
         power_iterations: int = 1,
         bjorck_iterations: int = 8,
+        *,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         _check_positive_int(in_features, "in_features")
         _check_positive_int(out_features, "out_features")
-        self.in_features = in_features
-        self.out_features = out_features
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
         # Orthogonal initialisation: the weight starts where the constraint
         # converges to, so the first Björck steps are already accurate.
-        self.weight = nn.Parameter(nn.init.orthogonal_(torch.empty(out_features, in_features)))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        raw = torch.empty(self.out_features, self.in_features)
+        self.weight = nn.Parameter(nn.init.orthogonal_(raw, generator=generator))
+        self.bias = nn.Parameter(torch.zeros(self.out_features)) if bias else None
         if constraint is None:
             constraint = SpectralBjorck(
-                out_features, in_features, power_iterations, bjorck_iterations
+                self.out_features,
+                self.in_features,
+                power_iterations,
+                bjorck_iterations,
+                generator=generator,
             )
         self.constraint = constraint
 
@@ -151,6 +160,8 @@ class LipschitzConv2d(_ConstrainedWeight):
     constraint : nn.Module, optional
         Default ``ConvOperatorNormalize(input_size, gram_iterations)``.
     gram_iterations : int, default=6
+    generator : torch.Generator, optional
+        Draws the initial kernel (default: torch's global RNG).
 
     Examples
     --------
@@ -172,6 +183,7 @@ class LipschitzConv2d(_ConstrainedWeight):
         bias: bool = True,
         constraint: nn.Module | None = None,
         gram_iterations: int = 6,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         _check_positive_int(in_channels, "in_channels")
@@ -189,7 +201,7 @@ class LipschitzConv2d(_ConstrainedWeight):
         self.padding = (kernel[0] // 2, kernel[1] // 2)
         raw = torch.empty(out_channels, in_channels, *kernel)
         # Orthogonal reshaped kernel: a well-conditioned start for training.
-        nn.init.orthogonal_(raw.view(out_channels, -1))
+        nn.init.orthogonal_(raw.view(out_channels, -1), generator=generator)
         self.weight = nn.Parameter(raw)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         if constraint is None:
