@@ -17,6 +17,7 @@ from numbers import Integral
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import is_classifier
 from sklearn.utils import check_random_state
 
@@ -54,7 +55,10 @@ def fit_in_chunks(
     estimator : estimator with ``partial_fit``
         Trained in place (a fitted one is trained on).
     X : array-like, memory map or dask array of shape (n_samples, n_features)
-    y : array-like, memory map or dask array of shape (n_samples,)
+        Lists and tuples are read into a NumPy array first.
+    y : array-like, memory map or dask array of shape (n_samples,), or None
+        None only for an estimator whose ``partial_fit`` needs no ``y``
+        (clustering, decomposition); a classifier needs ``y``.
     classes : array-like, default=None
         Every class of ``y`` (classifiers). Default: found by one pass over ``y``.
     sample_weight : array-like, memory map or dask array of shape (n_samples,), optional
@@ -73,6 +77,15 @@ def fit_in_chunks(
     estimator
         The fitted estimator.
 
+    Raises
+    ------
+    TypeError
+        If ``estimator`` has no ``partial_fit``.
+    ValueError
+        If ``n_passes`` or ``chunk_size`` is not a positive integer, ``X`` has
+        no rows, or ``y`` or ``sample_weight`` has another number of rows than
+        ``X``: found from the shapes, before any chunk is read or trained on.
+
     Examples
     --------
     >>> import os, tempfile
@@ -90,8 +103,7 @@ def fit_in_chunks(
     >>> round(est.distance_)
     5
     """
-    if not isinstance(n_passes, Integral) or n_passes < 1:
-        raise ValueError(f"n_passes must be a positive integer, got {n_passes!r}.")
+    X, y, sample_weight = _check_chunked_inputs(estimator, X, y, sample_weight, n_passes)
     blocks = row_blocks(X, chunk_size)
     if not blocks:
         raise ValueError(f"X holds no rows to fit on: shape {X.shape}.")
@@ -107,7 +119,8 @@ def fit_in_chunks(
     # summary (a forward pass over the chunk); the first call validates.
     train_only = getattr(estimator, "_partial_fit_hkr", None)
     for index, (start, stop) in enumerate(visits):
-        X_chunk, y_chunk = read_rows(X, start, stop), read_rows(y, start, stop)
+        X_chunk = read_rows(X, start, stop)
+        y_chunk = None if y is None else read_rows(y, start, stop)
         weights = None if sample_weight is None else read_rows(sample_weight, start, stop)
         if train_only is not None and 0 < index < len(visits) - 1:
             train_only(X_chunk, y_chunk, classes, weights)
@@ -119,6 +132,82 @@ def fit_in_chunks(
     return estimator
 
 
+def _check_chunked_inputs(
+    estimator: Any, X: Any, y: Any, sample_weight: Any, n_passes: Any
+) -> tuple[Any, Any, Any]:
+    """``fit_in_chunks``'s checks, all before a chunk is read: from types and shapes only.
+
+    A too-long ``y`` or ``sample_weight`` would otherwise have its tail
+    silently ignored (the chunks follow ``X``), and a too-short one would fail
+    on some late chunk, after the earlier ones were trained on.
+    """
+    if not callable(getattr(estimator, "partial_fit", None)):
+        raise TypeError(
+            f"fit_in_chunks trains by partial_fit, which {type(estimator).__name__} does "
+            "not have: use an estimator with partial_fit, or its fit on data in memory."
+        )
+    check_count(n_passes, "n_passes", 1)
+    X = as_rows(X, "X")
+    if y is None and is_classifier(estimator):
+        raise ValueError(f"y is required to fit the classifier {type(estimator).__name__}.")
+    y, sample_weight = as_rows(y, "y"), as_rows(sample_weight, "sample_weight", ndim=1)
+    check_lengths(n_rows(X, "X"), "X", y=y, sample_weight=sample_weight)
+    return X, y, sample_weight
+
+
+def check_count(value: Any, name: str, minimum: int) -> None:
+    """Refuse ``value`` unless it is an integer (NumPy's too; not a bool) >= ``minimum``."""
+    # bool is an Integral: True would silently mean 1.
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}.")
+
+
+def as_rows(array: Any, name: str, ndim: int | None = None) -> Any:
+    """``array`` (None passes) with a row axis: lists and tuples become NumPy arrays.
+
+    Anything with a ``shape`` (memory map, dask or pandas object) is returned
+    as it is, unread. With ``ndim``, the number of axes must be exactly that.
+    """
+    if array is None:
+        return None
+    given = array
+    if not hasattr(array, "shape"):
+        try:
+            array = np.asarray(array)
+        except ValueError as error:  # ragged nested lists
+            raise ValueError(f"{name} could not be read as an array: {error}") from error
+    shape = tuple(array.shape)
+    if not shape:
+        raise ValueError(f"{name} must be an array of rows, got a scalar: {given!r}.")
+    if ndim == 1 and len(shape) != 1:
+        raise ValueError(f"{name} must be 1-D, one value per sample; got shape {shape}.")
+    if ndim == 2 and len(shape) != 2:
+        raise ValueError(
+            f"{name} must be 2-D, of shape (n_samples, n_features); got shape {shape}."
+        )
+    return array
+
+
+def n_rows(array: Any, name: str) -> int:
+    """The number of rows of ``array``, from its shape (a dask array's may be unknown)."""
+    n = array.shape[0]
+    if not isinstance(n, Integral):  # NaN: a dask array whose chunk sizes are unknown
+        raise ValueError(
+            f"{name} has an unknown number of rows ({n}): call {name}.compute_chunk_sizes() "
+            "on a dask array first."
+        )
+    return int(n)
+
+
+def check_lengths(n: int, reference: str, **arrays: Any) -> None:
+    """Refuse any of ``arrays`` (None passes) whose number of rows is not ``n``."""
+    for name, array in arrays.items():
+        if array is not None and (rows := n_rows(array, name)) != n:
+            raise ValueError(
+                f"{name} has {rows} rows but {reference} has {n}: one per sample is needed."
+            )
+
+
 def row_blocks(X: Any, chunk_size: int | None) -> list[tuple[int, int]]:
     """``(start, stop)`` row ranges covering ``X``: its dask blocks, or ``chunk_size`` rows."""
     n = X.shape[0]
@@ -128,8 +217,7 @@ def row_blocks(X: Any, chunk_size: int | None) -> list[tuple[int, int]]:
             return list(pairwise(edges))
         row_bytes = math.prod(X.shape[1:]) * np.dtype(X.dtype).itemsize
         chunk_size = max(1, CHUNK_BYTES // max(row_bytes, 1))
-    if not isinstance(chunk_size, Integral) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    check_count(chunk_size, "chunk_size", 1)
     return [(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
 
 
@@ -186,16 +274,18 @@ def streamed_wasserstein(
     distributions; ``estimator.max_epochs`` passes visit every chunk once in a
     random order. The dual value is then the weighted mean of the potential
     over all of ``X_q`` minus that over all of ``X_p``, read chunk by chunk.
+    The inputs are those that ``check_two_sets`` returned; a chunk without
+    weight is skipped (each set has some, so some chunk has).
     """
-    if not isinstance(chunk_size, Integral) or chunk_size < 2:
-        raise ValueError(f"chunk_size must be an integer of at least 2, got {chunk_size!r}.")
+    estimator._validate_params()  # max_epochs is used below, before partial_fit checks it
     n_p, n_q = X_p.shape[0], X_q.shape[0]
     n_chunks = max(1, -(-(n_p + n_q) // chunk_size))
     edges_p, edges_q = (np.linspace(0, n, n_chunks + 1).astype(int).tolist() for n in (n_p, n_q))
     chunks = list(zip(pairwise(edges_p), pairwise(edges_q), strict=True))
     rng = check_random_state(estimator.random_state)
     visits = [chunks[k] for _ in range(estimator.max_epochs) for k in rng.permutation(n_chunks)]
-    for index, ((p0, p1), (q0, q1)) in enumerate(visits):
+    first = True
+    for (p0, p1), (q0, q1) in visits:
         X = np.concatenate((read_rows(X_p, p0, p1), read_rows(X_q, q0, q1)))
         y = np.repeat([0, 1], (p1 - p0, q1 - q0))
         weights = None
@@ -203,8 +293,11 @@ def streamed_wasserstein(
             weights = np.concatenate(
                 (_weights_of(weights_p, p0, p1), _weights_of(weights_q, q0, q1))
             )
-        if index == 0:  # validates the parameters and builds the network
+            if not weights.any():  # no mass here, nothing to learn (and partial_fit refuses it)
+                continue
+        if first:  # validates the parameters and builds the network
             estimator.partial_fit(X, y, classes=[0, 1], sample_weight=weights)
+            first = False
         else:
             estimator._partial_fit_hkr(X, y, None, weights)
     mean_p = _mean_potential(estimator, X_p, weights_p, chunk_size)
@@ -226,3 +319,71 @@ def _mean_potential(estimator: Any, X: Any, weights: Any, chunk_size: int) -> fl
         total += float(potential @ w)
         weight += float(w.sum())
     return total / weight
+
+
+def check_two_sets(
+    X_p: Any, X_q: Any, weights_p: Any, weights_q: Any, chunk_size: Any
+) -> tuple[Any, Any, Any, Any]:
+    """``wasserstein_distance``'s inputs, checked before any training.
+
+    Shapes and lengths come from ``.shape`` alone; the weights (one number per
+    row, small beside the sets) are read chunk by chunk to check their values.
+    Lists and tuples become NumPy arrays; in memory (``chunk_size=None``) the
+    sets become NumPy arrays, checked for NaN here so that the error names the
+    set. Returns ``(X_p, X_q, weights_p, weights_q)``.
+    """
+    if chunk_size is not None:
+        # Each chunk takes rows from both sets: 1 row would hold a single set.
+        check_count(chunk_size, "chunk_size", 2)
+    sets = [_check_set(X, name, chunk_size) for X, name in ((X_p, "X_p"), (X_q, "X_q"))]
+    if sets[0].shape[1] != sets[1].shape[1]:
+        raise ValueError(
+            "X_p and X_q must have the same number of features; got shapes "
+            f"{tuple(sets[0].shape)} and {tuple(sets[1].shape)}."
+        )
+    weights = []
+    for w, name, X, set_name in (
+        (weights_p, "sample_weight_p", sets[0], "X_p"),
+        (weights_q, "sample_weight_q", sets[1], "X_q"),
+    ):
+        w = as_rows(w, name, ndim=1)
+        check_lengths(X.shape[0], set_name, **{name: w})
+        if w is not None:
+            _check_mass(w, name, chunk_size)
+        weights.append(w)
+    return sets[0], sets[1], weights[0], weights[1]
+
+
+def _check_set(X: Any, name: str, chunk_size: Any) -> Any:
+    """One sample set: dense, 2-D, with rows (and finite, when it is read whole anyway)."""
+    if sp.issparse(X):
+        raise TypeError(
+            f"{name} is a scipy sparse matrix; wasserstein_distance needs dense arrays "
+            f"(call {name}.toarray() if it fits in memory)."
+        )
+    X = as_rows(X, name, ndim=2)
+    if n_rows(X, name) == 0:
+        raise ValueError(f"{name} has no rows: each set needs at least one sample.")
+    if chunk_size is None:
+        X = np.asarray(X)
+        if X.dtype.kind in "fc" and not np.isfinite(X).all():
+            raise ValueError(f"{name} contains NaN or infinity.")
+    return X
+
+
+def _check_mass(weights: Any, name: str, chunk_size: int | None) -> None:
+    """Refuse NaN, infinite or negative weights, and weights summing to zero.
+
+    A set without mass has no mean potential: the estimate would divide by zero.
+    """
+    total = 0.0
+    for start, stop in row_blocks(weights, chunk_size):
+        try:
+            w = np.asarray(read_rows(weights, start, stop), dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name} must hold numbers: {error}") from error
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError(f"{name} must be finite and non-negative.")
+        total += float(w.sum())
+    if total <= 0:
+        raise ValueError(f"{name} sums to 0: the set has no mass to measure a distance from.")

@@ -21,7 +21,7 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ._base import LipschitzEstimatorBase, atomic
-from ._streaming import streamed_wasserstein
+from ._streaming import check_two_sets, streamed_wasserstein
 
 __all__ = ["WassersteinEstimator", "wasserstein_distance"]
 
@@ -444,6 +444,17 @@ def wasserstein_distance(
     float
         The estimate of :math:`W_1(P, Q)` (the fitted ``distance_``).
 
+    Raises
+    ------
+    TypeError
+        If ``X_p`` or ``X_q`` is a scipy sparse matrix (dense arrays are needed).
+    ValueError
+        If a set is not 2-D or has no rows, the sets have different numbers of
+        features, a set's weights are not one finite non-negative number per
+        row or sum to zero, or ``chunk_size`` is not an integer of at least 2.
+        Shapes are checked from ``.shape`` and the weights chunk by chunk, so
+        a streamed set is not read before training.
+
     References
     ----------
     C. Villani, *Optimal Transport: Old and New*, Springer 2009, Thm. 5.10
@@ -460,19 +471,14 @@ def wasserstein_distance(
     >>> round(wasserstein_distance(P, P + [0.0, 2.0], random_state=0), 1)
     2.0
     """
-    if not hasattr(X_p, "shape") or not hasattr(X_q, "shape"):  # lists: no streaming needed
-        X_p, X_q = np.asarray(X_p), np.asarray(X_q)
-    if len(X_p.shape) != 2 or len(X_q.shape) != 2 or X_p.shape[1] != X_q.shape[1]:
-        raise ValueError(
-            "X_p and X_q must be 2-D with the same number of features; got shapes "
-            f"{X_p.shape} and {X_q.shape}."
-        )
+    X_p, X_q, sample_weight_p, sample_weight_q = check_two_sets(
+        X_p, X_q, sample_weight_p, sample_weight_q, chunk_size
+    )
     if chunk_size is not None:
         estimator = WassersteinEstimator(**{"max_epochs": 1, **params})
         return streamed_wasserstein(
             estimator, X_p, X_q, sample_weight_p, sample_weight_q, chunk_size
         )
-    X_p, X_q = np.asarray(X_p), np.asarray(X_q)
     X = np.vstack((X_p, X_q))
     y = np.repeat([0, 1], (X_p.shape[0], X_q.shape[0]))
     weights = None
