@@ -80,10 +80,17 @@ class CertifiedAccuracyDisplay:
         """Curve of a fitted sklip classifier (or a Pipeline ending with one) on (X, y).
 
         ``eps`` defaults to 200 radii from 0 to just past the largest radius of
-        a correct point.
+        a correct point; given, it is a non-empty 1-D array of finite,
+        non-negative radii. ``y`` holds labels among the classifier's
+        ``classes_``, one per row of ``X``.
         """
-        from .robustness import certified_radius
+        from ._pipeline import check_inputs, unwrap
+        from .robustness import _check_labels, certified_radius
 
+        _check_eps(eps)
+        # Errors name X and y before any prediction is made.
+        n_samples = check_inputs(estimator, X).shape[0]
+        _check_labels(unwrap(estimator)[0], y, n_samples)
         name = type(estimator).__name__ if name is None else name
         return cls.from_predictions(
             y,
@@ -107,21 +114,54 @@ class CertifiedAccuracyDisplay:
         ax: Any = None,
         **kwargs: Any,
     ) -> CertifiedAccuracyDisplay:
-        """Curve from labels, predictions and certified radii."""
-        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-        radius = np.asarray(radius, dtype=np.float64)
-        if not (y_true.shape == y_pred.shape == radius.shape) or y_true.ndim != 1:
-            raise ValueError(
-                "y_true, y_pred and radius must be 1-D of one length; got shapes "
-                f"{y_true.shape}, {y_pred.shape} and {radius.shape}."
-            )
+        """Curve from labels, predictions and certified radii.
+
+        ``y_true``, ``y_pred`` and ``radius`` are 1-D, of one non-zero length;
+        radii are non-negative (``inf`` allowed, NaN not). ``eps`` as in
+        :meth:`from_estimator`.
+        """
         from .robustness import certified_accuracy_curve
 
+        y_true, y_pred, radius = _check_predictions(y_true, y_pred, radius)
+        eps = _check_eps(eps)
         correct = y_true == y_pred
         if eps is None:
-            top = radius[correct].max() if correct.any() else 1.0
-            eps = np.linspace(0.0, 1.05 * top, 200)
-        eps = np.asarray(eps, dtype=np.float64)
+            top = radius[correct & np.isfinite(radius)].max(initial=0.0)
+            eps = np.linspace(0.0, 1.05 * top if top > 0 else 1.0, 200)
         curve = certified_accuracy_curve(correct, radius, eps)
         display = cls(eps=eps, certified_accuracy=curve, estimator_name=name)
         return display.plot(ax=ax, **kwargs)
+
+
+def _check_predictions(y_true: Any, y_pred: Any, radius: Any) -> tuple[np.ndarray, ...]:
+    """The three per-sample arrays, 1-D of one non-zero length; radii >= 0, not NaN."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    try:
+        radius = np.asarray(radius, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"radius must be an array of numbers: {error}") from error
+    if not (y_true.shape == y_pred.shape == radius.shape) or y_true.ndim != 1:
+        raise ValueError(
+            "y_true, y_pred and radius must be 1-D of one length; got shapes "
+            f"{y_true.shape}, {y_pred.shape} and {radius.shape}."
+        )
+    if y_true.shape[0] == 0:
+        raise ValueError("y_true, y_pred and radius are empty: at least one sample is needed.")
+    if np.isnan(radius).any() or (radius < 0).any():
+        raise ValueError("radius must hold non-negative numbers (inf allowed), not NaN.")
+    return y_true, y_pred, radius
+
+
+def _check_eps(eps: Any) -> np.ndarray | None:
+    """``eps`` as a non-empty 1-D float64 array of finite, non-negative radii (or None)."""
+    if eps is None:
+        return None
+    try:
+        eps = np.asarray(eps, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"eps must be an array of radii: {error}") from error
+    if eps.ndim != 1 or eps.shape[0] == 0:
+        raise ValueError(f"eps must be a non-empty 1-D array of radii, got shape {eps.shape}.")
+    if not np.all(np.isfinite(eps)) or np.any(eps < 0):
+        raise ValueError("eps must be finite and non-negative.")
+    return eps

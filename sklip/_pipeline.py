@@ -17,7 +17,7 @@ from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler, MinMaxScaler, StandardScaler
 from sklearn.utils.validation import check_array, check_is_fitted
-from torch import Tensor
+from torch import nn
 
 
 def unwrap(estimator: Any) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None]:
@@ -32,9 +32,10 @@ def unwrap(estimator: Any) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None]:
             f"{type(classifier).__name__}."
         )
     check_is_fitted(classifier, "module_")
-    n_features = getattr(estimator, "n_features_in_", None)
-    if n_features is None:
-        n_features = classifier.n_features_in_
+    # The raw width is the first step that knows it ("passthrough" does not;
+    # with only such steps before it, the classifier sees the raw features).
+    widths = (getattr(step, "n_features_in_", None) for _, step in estimator.steps)
+    n_features = next(width for width in widths if width is not None)
     A, b = np.eye(n_features), np.zeros(n_features)
     for _, step in estimator.steps[:-1]:
         A_step, b_step = affine_map(step, A.shape[1])
@@ -43,27 +44,35 @@ def unwrap(estimator: Any) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None]:
 
 
 def affine_map(step: Any, n_features: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, b)`` with ``step.transform(x) == x @ A + b``, for the steps we can bound."""
+    """``(A, b)`` with ``step.transform(x) == x @ A + b``, for the steps we can bound.
+
+    A step is read only when its type is exactly the library class: a
+    subclass may compute its ``transform`` differently from the fitted
+    attributes read here (directly, or through a helper such as PCA's
+    ``_transform``), and the radius would silently be wrong.
+    """
     identity = (np.eye(n_features), np.zeros(n_features))
-    if step is None or step == "passthrough":
+    if step is None or (isinstance(step, str) and step == "passthrough"):
         return identity
-    if isinstance(step, FunctionTransformer) and step.func is None:
+    kind = type(step)
+    if kind is FunctionTransformer and step.func is None:
         return identity
-    if isinstance(step, StandardScaler):
+    if kind is StandardScaler:
         scale = step.scale_ if step.with_std else np.ones(n_features)
         mean = step.mean_ if step.with_mean else np.zeros(n_features)
         return np.diag(1.0 / scale), -mean / scale
-    if isinstance(step, MinMaxScaler) and not step.clip:
+    if kind is MinMaxScaler and not step.clip:
         return np.diag(step.scale_), step.min_
-    if isinstance(step, MaxAbsScaler):
+    if kind is MaxAbsScaler:
         return np.diag(1.0 / step.scale_), np.zeros(n_features)
-    if isinstance(step, PCA) and not step.whiten:
+    if kind is PCA and not step.whiten:
         components = step.components_.T
         return components, -step.mean_ @ components
     raise TypeError(
         f"certified_radius cannot bound the Lipschitz constant of the Pipeline step "
-        f"{step!r}: supported are StandardScaler, MinMaxScaler (clip=False), "
-        "MaxAbsScaler, PCA(whiten=False), FunctionTransformer(func=None) and 'passthrough'."
+        f"{step!r} (type {kind.__name__}): supported are StandardScaler, MinMaxScaler "
+        "(clip=False), MaxAbsScaler, PCA(whiten=False), FunctionTransformer(func=None) and "
+        "'passthrough', as those exact classes (a subclass may transform differently)."
     )
 
 
@@ -71,14 +80,46 @@ def spectral_norm(matrix: np.ndarray) -> float:
     return float(np.linalg.norm(matrix, ord=2)) if matrix.size else 0.0
 
 
-def differentiable_scores(estimator: Any, X: Any) -> tuple[Callable, Tensor, Any]:
-    """A torch function raw inputs -> network scores, the inputs, and the classifier."""
+def check_inputs(estimator: Any, X: Any) -> np.ndarray:
+    """``X`` as a float64 array of shape (n_samples, n_features) fit for ``estimator``.
+
+    No lossy cast: attacks and their budgets are measured on these values.
+    Image batches (n, C, H, W) of a CNN classifier are flattened as the
+    classifier itself does. Every problem is a ValueError that names ``X``.
+    """
     classifier, affine = unwrap(estimator)
-    module = classifier.network_.module
-    device = classifier.device_
+    try:
+        if affine is not None:
+            X = check_array(X, dtype=np.float64, input_name="X")
+            if X.shape[1] != affine[0].shape[0]:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but the Pipeline is expecting "
+                    f"{affine[0].shape[0]} features as input."
+                )
+            return X
+        return classifier._validate_X(X, reset=False)
+    except ValueError as error:
+        if str(error).startswith("X "):
+            raise
+        raise ValueError(f"X must be a non-empty 2-D array of finite numbers: {error}") from error
+
+
+def _scoring_module(classifier: Any) -> nn.Module:
+    """The classifier's frozen float64 network on ``classifier.device_``, for attacks.
+
+    What its predictions and certificates are computed with: attacks then
+    search in the precision of the inputs, against the certified weights.
+    """
+    return classifier.network_.module
+
+
+def differentiable_scores(estimator: Any, X: Any) -> tuple[Callable, np.ndarray, Any]:
+    """A float64 torch function raw inputs -> network scores, the validated float64
+    inputs, and the classifier."""
+    classifier, affine = unwrap(estimator)
+    X = check_inputs(estimator, X)
+    module = _scoring_module(classifier)
     if affine is None:
-        x0 = torch.as_tensor(classifier._validate_X(X, reset=False), device=device)
-        return module, x0, classifier
-    X = check_array(X, dtype=np.float64)
-    A, b = (torch.as_tensor(a, dtype=torch.float64, device=device) for a in affine)
-    return (lambda points: module(points @ A + b)), torch.as_tensor(X, device=device), classifier
+        return module, X, classifier
+    A, b = (torch.as_tensor(a, dtype=torch.float64, device=classifier.device_) for a in affine)
+    return (lambda points: module(points @ A + b)), X, classifier
