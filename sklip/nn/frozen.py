@@ -87,6 +87,15 @@ class FrozenOutputs(NamedTuple):
     plus the bound :math:`E_r(x)` of the rounding anywhere in a ball around
     ``x``, before the term that grows with the radius (``error_growth`` of
     the network).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklip.nn import FrozenNetwork, lipschitz_mlp
+    >>> frozen = FrozenNetwork(lipschitz_mlp(2, (4,), 1), n_features=2)
+    >>> outputs, error, certificate_error = frozen(torch.zeros(1, 2, dtype=torch.float64))
+    >>> bool(error <= certificate_error)
+    True
     """
 
     outputs: Tensor
