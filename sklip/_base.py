@@ -9,17 +9,13 @@ pickling a CUDA-fitted model for a CPU-only machine, lives here once.
 from __future__ import annotations
 
 import copy
-import functools
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from numbers import Integral, Real
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
@@ -27,47 +23,14 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from torch import nn
 
 from ._device import resolve_device, to_numpy
+from ._inputs import check_exactly_representable, hold_out
+from ._state import DevicePortable, unchanged_on_error
 from ._training import HKRObjective, StoppingRule, TrainingSet, at_most_threads, train
 from .nn import ACTIVATIONS, FrozenNetwork, hkr_coefficients, lipschitz_cnn, lipschitz_mlp
-from .nn.frozen import copy_to_cpu
 
 _PREDICT_CHUNK = 4096  # rows per forward pass at predict time: bounds memory
-_EXACT_INTEGERS = 2**53  # integers beyond this do not all have a float64
 
-Method = TypeVar("Method", bound=Callable[..., Any])
-
-
-def atomic(method: Method) -> Method:
-    """Make ``method`` all-or-nothing: if it raises, the estimator is as it was.
-
-    Fitting builds new objects and never modifies the fitted ones in place (a
-    warm start trains a copy), so restoring the attribute dictionary restores
-    the estimator exactly, whatever raised and wherever: bad labels found
-    after the features were validated, a device that does not exist, a
-    diverged training run, Ctrl-C in ``partial_fit``.
-    """
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with unchanged_on_error(self):
-            return method(self, *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-@contextmanager
-def unchanged_on_error(estimator: Any) -> Iterator[None]:
-    """Restore ``estimator``'s attributes if the block raises (any exception, Ctrl-C too)."""
-    saved = dict(estimator.__dict__)
-    try:
-        yield
-    except BaseException:
-        estimator.__dict__.clear()
-        estimator.__dict__.update(saved)
-        raise
-
-
-class LipschitzEstimatorBase(BaseEstimator):
+class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
     """Shared machinery; not an estimator by itself."""
 
     _parameter_constraints: ClassVar[dict] = {
@@ -92,16 +55,19 @@ class LipschitzEstimatorBase(BaseEstimator):
 
     # ------------------------------------------------------------------ data
     def _validate_X(self, X: Any, y: Any = "no_validation", *, reset: bool) -> Any:
-        """Validated float64 features (and labels); image batches are flattened.
+        """Validated features (and labels), float64 or float32; images are flattened.
 
-        float64, not float32: the certificates are statements about the input
-        as the user gave it, and casting it to float32 moves it by up to
+        Never a lossy cast: the certificates are statements about the input as
+        the user gave it, and casting float64 to float32 moves it by up to
         ``2**-24`` of its size, more than the radius of a point near the
-        boundary. float16/float32 inputs convert exactly; integers beyond
-        ``2**53`` and long doubles would not, and are refused.
+        boundary. float32 stays float32 (the certified evaluation converts it
+        to float64 exactly, chunk by chunk: half the memory of a float64
+        copy); other dtypes become float64, and integers beyond ``2**53`` or
+        long doubles, which float64 cannot hold exactly, are refused.
         """
-        _check_exactly_representable(X)
-        return validate_data(self, self._flatten_images(X), y, reset=reset, dtype=np.float64)
+        check_exactly_representable(X)
+        X = self._flatten_images(X)
+        return validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32])
 
     def _flatten_images(self, X: Any) -> Any:
         if self.image_shape is not None and getattr(X, "ndim", 2) == 4:
@@ -194,7 +160,7 @@ class LipschitzEstimatorBase(BaseEstimator):
         full = train = (X, labels, weights)
         held_out, validation_score = None, None
         if self.early_stopping:
-            train, held_out = _hold_out(X, labels, weights, self.validation_fraction, rng)
+            train, held_out = hold_out(X, labels, weights, self.validation_fraction, rng)
             validation_score = self._validation_score(*held_out)
         n_classes = len(self.classes_)
         n_outputs = n_classes if n_classes > 2 else 1
@@ -396,7 +362,8 @@ class LipschitzEstimatorBase(BaseEstimator):
             torch.as_tensor(weights, dtype=torch.float32),
             torch.as_tensor(class_sums, dtype=torch.float32),
         )
-        X = torch.from_numpy(X.astype(np.float32)).to(self.device_)
+        X = X.astype(np.float32, copy=not X.flags.writeable)  # torch needs writable memory
+        X = torch.from_numpy(X).to(self.device_)
         if not torch.isfinite(X).all():
             raise ValueError(
                 "X has values too large for float32 training (above 3.4e38): rescale "
@@ -410,13 +377,13 @@ class LipschitzEstimatorBase(BaseEstimator):
         outputs = np.empty((X.shape[0], module[-1].out_features))
         with torch.no_grad():
             for start in range(0, X.shape[0], _PREDICT_CHUNK):
-                rows = X[start : start + _PREDICT_CHUNK].astype(np.float32)
-                chunk = torch.from_numpy(rows).to(self.device_)
+                rows = X[start : start + _PREDICT_CHUNK]
+                chunk = torch.tensor(rows, dtype=torch.float32, device=self.device_)
                 outputs[start : start + _PREDICT_CHUNK] = to_numpy(module(chunk))
         return outputs
 
     def _evaluate(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The fitted network on validated float64 ``X``: outputs and rounding bounds.
+        """The fitted network on validated ``X``: outputs and rounding bounds.
 
         Returns ``(outputs, error, certificate_error)`` (see
         :class:`~sklip.nn.FrozenOutputs`), all float64 and computed by the
@@ -432,8 +399,10 @@ class LipschitzEstimatorBase(BaseEstimator):
         # this way).
         for start in range(0, n, _PREDICT_CHUNK):
             rows = slice(start, start + _PREDICT_CHUNK)
-            # torch.tensor copies: a read-only input (a memory map) stays untouched.
-            result = self.network_(torch.tensor(X[rows], device=self.device_))
+            # A float64 copy: exact from float32, and a read-only input (a memory
+            # map) stays untouched.
+            chunk = torch.tensor(X[rows], dtype=torch.float64, device=self.device_)
+            result = self.network_(chunk)
             outputs[rows] = to_numpy(result.outputs)
             error[rows] = to_numpy(result.error)
             certificate[rows] = to_numpy(result.certificate_error)
@@ -462,92 +431,10 @@ class LipschitzEstimatorBase(BaseEstimator):
         check_is_fitted(self, "network_")
         return copy.deepcopy(self.network_.module)
 
-    # -------------------------------------------------------------- pickling
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        if "module_" in state:
-            # Pickles hold CPU tensors only, so a CUDA-fitted model loads anywhere.
-            state["module_"] = copy.deepcopy(self.module_).cpu()
-            state["network_"] = copy_to_cpu(self.network_)
-            state["device_"] = torch.device("cpu")
-            state["_fitted_device"] = str(self.device_)
-        if "_optimizer_state" in state:
-            # Adam's moments travel too (on the CPU), so partial_fit carries on
-            # after a round trip; loading them moves them to the network's device.
-            state["_optimizer_state"] = _to_cpu(self._optimizer_state)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        fitted_device = state.pop("_fitted_device", None)
-        super().__setstate__(state)
-        if fitted_device is not None:
-            device = torch.device(fitted_device)
-            if device.type == "cuda" and torch.cuda.is_available():
-                self.device_ = (
-                    device
-                    if device.index is None or (device.index < torch.cuda.device_count())
-                    else torch.device("cuda")
-                )
-                self.module_.to(self.device_)
-                self.network_.to(self.device_)
-
-
-def _hold_out(
-    X: np.ndarray, labels: np.ndarray, weights: np.ndarray, fraction: float, rng: Any
-) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """Stratified ``(train, held_out)`` triples; a held-out part that can score, or ValueError."""
-    try:
-        X_fit, X_val, labels_fit, labels_val, weights_fit, weights_val = train_test_split(
-            X, labels, weights, test_size=fraction, stratify=labels, random_state=rng
-        )
-    except ValueError as error:
-        raise ValueError(
-            f"early_stopping=True cannot hold out validation_fraction={fraction} of "
-            f"{len(labels)} samples with every class on both sides ({error}). Raise "
-            "validation_fraction, give more samples, or set early_stopping=False."
-        ) from None
-    held_totals = np.bincount(labels_val, weights=weights_val, minlength=labels.max() + 1)
-    if not np.all(held_totals[np.unique(labels)] > 0):
-        raise ValueError(
-            f"early_stopping=True: the held-out part (validation_fraction={fraction}) has a "
-            "class whose sample_weight are all zero, so it cannot score the network. Raise "
-            "validation_fraction or set early_stopping=False."
-        )
-    return (X_fit, labels_fit, weights_fit), (X_val, labels_val, weights_val)
-
-
-def _check_exactly_representable(X: Any) -> None:
-    """Refuse inputs that float64 cannot hold exactly (the certificate is about *them*)."""
-    dtype = getattr(X, "dtype", None)
-    if dtype is None or not isinstance(dtype, np.dtype):
-        return
-    if dtype.kind == "f" and dtype.itemsize > 8:
-        raise TypeError(
-            f"X has dtype {dtype}, which float64 cannot represent exactly; convert it "
-            "to float64 yourself if the rounding is acceptable."
-        )
-    if dtype.kind in "iu" and X.size and np.abs(X).max() > _EXACT_INTEGERS:
-        raise ValueError(
-            "X holds integers above 2**53, which float64 cannot represent exactly; "
-            "rescale the features."
-        )
-
-
 def _seeds(rng: np.random.RandomState) -> tuple[int, int]:
     """Two seeds from ``rng``: the network's initialisation and the batch order."""
     init_seed, batch_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
     return init_seed, batch_seed
-
-
-def _to_cpu(value: Any) -> Any:
-    """``value`` (nested dicts and lists, as in an optimiser's state) with CPU tensors."""
-    if isinstance(value, torch.Tensor):
-        return value.cpu()
-    if isinstance(value, dict):
-        return {key: _to_cpu(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_to_cpu(item) for item in value)
-    return value
 
 
 def _adam(parameters: Any, learning_rate: float) -> torch.optim.Adam:

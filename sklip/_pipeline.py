@@ -97,7 +97,7 @@ def check_inputs(estimator: Any, X: Any) -> np.ndarray:
                     f"{affine[0].shape[0]} features as input."
                 )
             return X
-        return classifier._validate_X(X, reset=False)
+        return np.asarray(classifier._validate_X(X, reset=False), dtype=np.float64)
     except ValueError as error:
         if str(error).startswith("X "):
             raise

@@ -10,8 +10,10 @@ stays flat in the size of the file instead of growing to all of it.
 
 from __future__ import annotations
 
+import copy
 import math
 import mmap
+import warnings
 from itertools import pairwise
 from numbers import Integral
 from typing import Any
@@ -118,17 +120,40 @@ def fit_in_chunks(
     # sklip's estimators train on the middle chunks without partial_fit's
     # summary (a forward pass over the chunk); the first call validates.
     train_only = getattr(estimator, "_partial_fit_hkr", None)
-    for index, (start, stop) in enumerate(visits):
-        X_chunk = read_rows(X, start, stop)
-        y_chunk = None if y is None else read_rows(y, start, stop)
-        weights = None if sample_weight is None else read_rows(sample_weight, start, stop)
-        if train_only is not None and 0 < index < len(visits) - 1:
-            train_only(X_chunk, y_chunk, classes, weights)
-            continue
-        kwargs = {"classes": classes} if is_classifier(estimator) else {}
-        if weights is not None:
-            kwargs["sample_weight"] = weights
-        estimator.partial_fit(X_chunk, y_chunk, **kwargs)
+    before = copy.deepcopy(estimator.__dict__)
+    completed, unsummarised = 0, None
+    try:
+        for index, (start, stop) in enumerate(visits):
+            X_chunk = read_rows(X, start, stop)
+            y_chunk = None if y is None else read_rows(y, start, stop)
+            weights = None if sample_weight is None else read_rows(sample_weight, start, stop)
+            if train_only is not None and 0 < index < len(visits) - 1:
+                unsummarised = train_only(X_chunk, y_chunk, classes, weights)
+            else:
+                kwargs = {"classes": classes} if is_classifier(estimator) else {}
+                if weights is not None:
+                    kwargs["sample_weight"] = weights
+                estimator.partial_fit(X_chunk, y_chunk, **kwargs)
+                unsummarised = None
+            completed += 1
+    except KeyboardInterrupt:
+        # Ctrl-C stops the whole loop. Each chunk's partial_fit is all or
+        # nothing, so the estimator is as after the last completed chunk; its
+        # summary (temperature_, distance_) is brought up to that chunk.
+        if unsummarised is not None:
+            estimator._after_training(*unsummarised)
+        warnings.warn(
+            f"fit_in_chunks interrupted: stopped after {completed} of {len(visits)} chunks; "
+            "the estimator is as after the last completed chunk.",
+            UserWarning,
+            stacklevel=2,
+        )
+    except BaseException:
+        # Any other error leaves the estimator as it was before the call,
+        # not half-trained with figures of an older network.
+        estimator.__dict__.clear()
+        estimator.__dict__.update(before)
+        raise
     return estimator
 
 
@@ -301,7 +326,9 @@ def streamed_wasserstein(
         else:
             estimator._partial_fit_hkr(X, y, None, weights)
     mean_p = _mean_potential(estimator, X_p, weights_p, chunk_size)
-    return _mean_potential(estimator, X_q, weights_q, chunk_size) - mean_p
+    # Never negative: if f has a negative dual value, -f (1-Lipschitz too) has
+    # its opposite.
+    return abs(_mean_potential(estimator, X_q, weights_q, chunk_size) - mean_p)
 
 
 def _weights_of(weights: Any, start: int, stop: int) -> np.ndarray:

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from sklearn.base import ClassifierMixin, _fit_context
 
-from ._base import LipschitzEstimatorBase, atomic
+from ._base import LipschitzEstimatorBase
 from ._calibration import fit_temperature, log_softmax, softmax
+from ._state import atomic
 from .robustness import radius_from_outputs
 
 

@@ -20,7 +20,8 @@ import torch
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from ._base import LipschitzEstimatorBase, atomic
+from ._base import LipschitzEstimatorBase
+from ._state import atomic
 from ._streaming import check_two_sets, streamed_wasserstein
 
 __all__ = ["WassersteinEstimator", "wasserstein_distance"]

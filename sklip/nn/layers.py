@@ -25,13 +25,13 @@ class _ConstrainedWeight(nn.Module):
 
     In training mode the constrained weight is recomputed at every call (it must
     be differentiable and it advances the power iteration). In eval mode it is
-    computed once, without gradient, and reused until the raw weight changes.
-    "Changes" is read from the tensor itself: its identity, storage and in-place
-    version counter, which ``load_state_dict``, manual in-place edits and the
-    default optimisers bump. torch's *fused* optimisers (``fused=True``, torch
-    2.13) update parameters without bumping it, so every mode switch
-    (``train()`` / ``eval()``) also drops the cache: after a fused step taken
-    while in eval mode, call ``eval()`` again before evaluating.
+    computed once, without gradient, and reused while the raw weight holds the
+    same values. "The same values" is checked on the values themselves, against
+    a copy kept with the cache: an identity or version-counter key misses
+    changes that bypass autograd's bookkeeping (``weight.data.copy_(...)``,
+    torch's fused optimisers), and a stale cache would make the layer compute
+    something other than what its weight says. The check costs one comparison
+    of the raw weight, far less than the constraint it saves.
     """
 
     weight: nn.Parameter
@@ -40,38 +40,40 @@ class _ConstrainedWeight(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self._cached_weight: Tensor | None = None
-        self._cache_key: tuple[Any, ...] | None = None
+        self._cached_raw: Tensor | None = None
 
     def normalized_weight(self) -> Tensor:
         """The weight the layer applies: ``constraint(weight)``."""
         if self.training:
-            self._cached_weight = None
+            self._cached_weight = self._cached_raw = None
             return self.constraint(self.weight)
-        key = (self.weight, self.weight._version, self.weight.data_ptr())
-        if (
-            self._cached_weight is None
-            or self._cache_key is None
-            or not _same_key(key, self._cache_key)
-        ):
-            with torch.no_grad():
+        with torch.no_grad():
+            raw = self.weight.detach()
+            if (
+                self._cached_weight is None
+                or self._cached_raw is None
+                or self._cached_raw.shape != raw.shape
+                or self._cached_raw.device != raw.device
+                or self._cached_raw.dtype != raw.dtype
+                or not torch.equal(self._cached_raw, raw)
+            ):
                 self._cached_weight = self.constraint(self.weight)
-            self._cache_key = key
+                self._cached_raw = raw.clone()
         return self._cached_weight
 
     def train(self, mode: bool = True) -> _ConstrainedWeight:
-        self._cached_weight = None
-        self._cache_key = None
+        self._cached_weight = self._cached_raw = None
         return super().train(mode)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_cached_weight"] = None
-        state["_cache_key"] = None
+        state["_cached_weight"] = state["_cached_raw"] = None
         return state
 
-
-def _same_key(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    return a[0] is b[0] and a[1:] == b[1:]
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_cached_raw", None)  # pickles of earlier versions
+        state.pop("_cache_key", None)
+        super().__setstate__(state)
 
 
 class LipschitzLinear(_ConstrainedWeight):

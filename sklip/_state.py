@@ -1,0 +1,97 @@
+"""Fitted state: all-or-nothing updates, and pickles that load on any device.
+
+An estimator's fitted attributes are published together or not at all: a
+certificate reads several of them at once (weights, bounds, offsets), and a
+mix of two fits' values would certify nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import torch
+
+from .nn.frozen import copy_to_cpu
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def atomic(method: Method) -> Method:
+    """Make ``method`` all-or-nothing: if it raises, the estimator is as it was.
+
+    Fitting builds new objects and never modifies the fitted ones in place (a
+    warm start trains a copy), so restoring the attribute dictionary restores
+    the estimator exactly, whatever raised and wherever: bad labels found
+    after the features were validated, a device that does not exist, a
+    diverged training run, Ctrl-C in ``partial_fit``.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with unchanged_on_error(self):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def unchanged_on_error(estimator: Any) -> Iterator[None]:
+    """Restore ``estimator``'s attributes if the block raises (any exception, Ctrl-C too)."""
+    saved = dict(estimator.__dict__)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(saved)
+        raise
+
+
+class DevicePortable:
+    """Pickling for estimators holding torch modules: CPU tensors in the pickle.
+
+    A CUDA-fitted model then loads on a CPU-only machine; where CUDA is
+    available it goes back to its device.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()  # type: ignore[misc]
+        if "module_" in state:
+            # Pickles hold CPU tensors only, so a CUDA-fitted model loads anywhere.
+            state["module_"] = copy.deepcopy(self.module_).cpu()
+            state["network_"] = copy_to_cpu(self.network_)
+            state["device_"] = torch.device("cpu")
+            state["_fitted_device"] = str(self.device_)
+        if "_optimizer_state" in state:
+            # Adam's moments travel too (on the CPU), so partial_fit carries on
+            # after a round trip; loading them moves them to the network's device.
+            state["_optimizer_state"] = _to_cpu(self._optimizer_state)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        fitted_device = state.pop("_fitted_device", None)
+        super().__setstate__(state)
+        if fitted_device is not None:
+            device = torch.device(fitted_device)
+            if device.type == "cuda" and torch.cuda.is_available():
+                self.device_ = (
+                    device
+                    if device.index is None or (device.index < torch.cuda.device_count())
+                    else torch.device("cuda")
+                )
+                self.module_.to(self.device_)
+                self.network_.to(self.device_)
+
+
+def _to_cpu(value: Any) -> Any:
+    """``value`` (nested dicts and lists, as in an optimiser's state) with CPU tensors."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(item) for item in value)
+    return value
