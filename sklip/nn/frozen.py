@@ -145,6 +145,7 @@ class FrozenNetwork:
     """
 
     def __init__(self, module: nn.Module, n_features: int) -> None:
+        _check_finite_weights(module)  # before the SVDs of the export, which NaN breaks
         plain = export(module).double()
         for parameter in plain.parameters():
             parameter.requires_grad_(False)
