@@ -24,6 +24,7 @@ import torch
 from sklearn.utils import check_random_state
 from torch import Tensor
 
+from ._device import to_numpy
 from ._display import CertifiedAccuracyDisplay
 from ._pipeline import (
     _scoring_module,
@@ -387,7 +388,7 @@ def pgd_attack(
         return _class_margin(scores(points), labels)
 
     best = _pgd_search(margin, x0, radius, step, steps, restarts, rng)
-    return _within_budget(X, best.cpu().numpy(), budget)
+    return _within_budget(X, to_numpy(best), budget)
 
 
 def _pgd_search(
@@ -557,7 +558,7 @@ def _walk(
     points = points.detach()
     with torch.no_grad():
         reached = _class_margin(scores(points), labels) <= 0
-    return points.cpu().numpy(), reached.cpu().numpy()
+    return to_numpy(points), to_numpy(reached)
 
 
 def _tightness(

@@ -196,7 +196,10 @@ def _layer_bounds(module: nn.Module, input_shape: Sequence[int] | None) -> list[
 
 def _single_layer_bound(layer: nn.Module, image_size: tuple[int, int] | None) -> float:
     if isinstance(layer, LipschitzLinear | nn.Linear):
-        weight = _applied_weight(layer).double()
+        # On the CPU, like every other bound here: LAPACK's SVD is the one whose
+        # error the slack covers, and a CUDA-fitted model gets the bound a
+        # CPU-fitted one with the same weights would.
+        weight = _applied_weight(layer).double().cpu()
         norm = float(torch.linalg.matrix_norm(weight, ord=2))
         return norm * rounding_slack(*weight.shape)
     if isinstance(layer, LipschitzConv2d):
