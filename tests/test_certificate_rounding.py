@@ -147,7 +147,7 @@ def test_multiclass_certificates_hold_at_the_last_digits():
 def test_a_score_within_rounding_of_zero_certifies_nothing():
     frozen = FrozenNetwork(lipschitz_mlp(2, (4,), 1), n_features=2)
     x = torch.tensor([[1e8, -1e8]], dtype=torch.float64)
-    outputs, error, certificate = frozen(x)
+    _, error, certificate = frozen(x)
     assert error.item() > 1e-9  # rounding at this scale is far above 1e-16
     from sklip.robustness import radius_from_outputs
 
@@ -174,8 +174,8 @@ def test_rounding_bound_covers_the_float64_error_against_exact_arithmetic():
         for layer in layers:
             if isinstance(layer, nn.Linear):
                 W, b = layer.weight.tolist(), layer.bias.tolist()
-                z = [sum(mpmath.mpf(w) * v for w, v in zip(w_row, z)) + mpmath.mpf(bi)
-                     for w_row, bi in zip(W, b)]  # fmt: skip
+                z = [sum(mpmath.mpf(w) * v for w, v in zip(w_row, z, strict=True)) + mpmath.mpf(bi)
+                     for w_row, bi in zip(W, b, strict=True)]  # fmt: skip
             else:  # ReLU
                 z = [max(v, 0) for v in z]
         assert abs(mpmath.mpf(out) - z[0]) <= bound
@@ -208,8 +208,9 @@ def test_bound_and_predictions_read_the_same_frozen_weights():
 
 def test_w1_lower_bound_holds_for_sets_near_2_to_the_23():
     rng = np.random.RandomState(0)
-    P = np.full((200, 2), 2.0**23) + [0.49, 0.0] + rng.uniform(-1e-3, 1e-3, size=(200, 2))
-    Q = P + [1.02, 0.0]  # float32 would put the two sets 2 apart
+    shift = np.array([1.02, 0.0])
+    P = 2.0**23 + np.array([0.49, 0.0]) + rng.uniform(-1e-3, 1e-3, size=(200, 2))
+    Q = P + shift  # float32 would put the two sets 2 apart
     X, y = np.vstack([P, Q]), np.repeat([0, 1], 200)
     est = WassersteinEstimator(hidden_layer_sizes=(16,), max_epochs=20, random_state=0)
     est.fit(X, y)
