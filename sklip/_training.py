@@ -60,6 +60,14 @@ class HKRObjective:
     """
 
     def __init__(self, alpha: float, margin: float) -> None:
+        # Training runs in float32: a margin or weight it cannot hold would
+        # make every loss infinite, reported as a divergence.
+        for name, value in (("alpha", alpha), ("margin", margin)):
+            if not math.isfinite(float(torch.tensor(value, dtype=torch.float32))):
+                raise ValueError(
+                    f"{name}={value!r} is beyond float32's range (3.4e38), in which the "
+                    f"network trains; rescale the features so that a smaller {name} works."
+                )
         self.alpha = alpha
         self.margin = margin
 

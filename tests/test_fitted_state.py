@@ -1,0 +1,211 @@
+"""Fitted state that is always whole (issue 13, points 3, 4 and 6).
+
+A call that raises leaves the estimator exactly as it was; a loop over chunks
+stopped by Ctrl-C leaves a state whose every figure belongs to one network;
+fits in parallel threads give what they give alone and touch no global state.
+"""
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import make_blobs
+
+import sklip._training as training
+from sklip import LipschitzClassifier, WassersteinEstimator, fit_in_chunks
+from sklip.robustness import pgd_attack
+
+
+def _small(**params):
+    return LipschitzClassifier(hidden_layer_sizes=(8,), max_epochs=3, random_state=0, **params)
+
+
+def snapshot(estimator, X):
+    """Every fitted attribute and the public outputs, to compare after a call."""
+    fitted = {}
+    for name, value in vars(estimator).items():
+        if isinstance(value, torch.nn.Module):
+            value = [p.detach().clone() for p in value.parameters()]
+        elif hasattr(value, "module") and hasattr(value, "lipschitz_constant"):  # FrozenNetwork
+            value = [p.detach().clone() for p in value.module.parameters()]
+        fitted[name] = value
+    outputs = {"decision": estimator.decision_function(X), "predict": estimator.predict(X)}
+    if hasattr(estimator, "certified_radius"):
+        outputs["radius"] = estimator.certified_radius(X)
+    return fitted, outputs
+
+
+def assert_same(before, after):
+    fitted_before, outputs_before = before
+    fitted_after, outputs_after = after
+    assert fitted_before.keys() == fitted_after.keys()
+    for name, value in fitted_before.items():
+        other = fitted_after[name]
+        if isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
+            assert all(torch.equal(a, b) for a, b in zip(value, other, strict=True)), name
+        elif isinstance(value, np.ndarray):
+            assert np.array_equal(value, other), name
+        elif isinstance(value, float | int | str | bool | tuple):
+            assert value == other or (value != value and other != other), name
+    for name, value in outputs_before.items():
+        assert np.array_equal(value, outputs_after[name]), name
+
+
+@pytest.fixture
+def binary():
+    X, y = make_blobs(120, centers=2, n_features=4, random_state=0)
+    return _small().fit(X, y), X, y
+
+
+def _bad_calls(X, y):
+    rng = np.random.RandomState(0)
+    spam = np.where(y == 0, "ham", "spam")
+    three = rng.randint(3, size=len(y))
+    return {
+        "new labels on a missing device": (dict(device="cuda:7"), "fit", (X, spam)),
+        "2 -> 3 classes, odd width": (dict(hidden_layer_sizes=(7,)), "fit", (X, three)),
+        "new n_features, bad width": (dict(hidden_layer_sizes=(3,)), "fit", (X[:, :3], y)),
+        "NaN in X": ({}, "fit", (np.where(rng.rand(*X.shape) < 0.01, np.nan, X), y)),
+        "one class": ({}, "fit", (X, np.zeros_like(y))),
+        "divergence": (dict(learning_rate=1e30, batch_size=16), "fit", (X * 1e20, y)),
+        "warm start, new classes": (dict(warm_start=True), "fit", (X, three)),
+        "warm start, new shape": (dict(warm_start=True, hidden_layer_sizes=(4,)), "fit", (X, y)),
+        "partial_fit, unknown label": ({}, "partial_fit", (X, three)),
+        "partial_fit, wrong n_features": ({}, "partial_fit", (X[:, :2], y)),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_calls(np.zeros((2, 4)), np.zeros(2, int))))
+def test_a_call_that_raises_leaves_the_classifier_as_it_was(binary, case):
+    clf, X, y = binary
+    params, method, args = _bad_calls(X, y)[case]
+    before = snapshot(clf, X)
+    clf.set_params(**params)
+    with pytest.raises((ValueError, TypeError)):
+        getattr(clf, method)(*args)
+    clf.set_params(**{name: LipschitzClassifier().get_params()[name] for name in params})
+    clf.set_params(hidden_layer_sizes=(8,))
+    assert_same(before, snapshot(clf, X))
+
+
+def test_three_to_two_classes_raising_keeps_the_three_class_model():
+    X, y = make_blobs(150, centers=3, random_state=0)
+    clf = _small().fit(X, y)
+    before = snapshot(clf, X)
+    with pytest.raises(ValueError):
+        clf.set_params(device="cuda:7").fit(X[y < 2], y[y < 2])
+    clf.set_params(device="auto")
+    assert_same(before, snapshot(clf, X))
+
+
+def test_wasserstein_estimator_raising_keeps_its_distance():
+    X, y = make_blobs(200, centers=2, random_state=0)
+    est = WassersteinEstimator(hidden_layer_sizes=(8,), max_epochs=3, random_state=0).fit(X, y)
+    before = snapshot(est, X)
+    with pytest.raises(ValueError):
+        est.set_params(device="cuda:7").fit(X + 1, y)
+    est.set_params(device="auto")
+    assert_same(before, snapshot(est, X))
+
+
+def test_ctrl_c_in_partial_fit_leaves_the_estimator_as_it_was(binary, monkeypatch):
+    clf, X, y = binary
+    before = snapshot(clf, X)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        clf.partial_fit(X, y)
+    assert_same(before, snapshot(clf, X))
+
+
+def _chunked_data(n=600, seed=0):
+    X, y = make_blobs(n, centers=3, random_state=seed)
+    order = np.random.RandomState(seed).permutation(n)
+    return X[order], y[order]
+
+
+def test_an_error_in_a_late_chunk_rolls_fit_in_chunks_back():
+    X, y = _chunked_data()
+    clf = _small().fit(X, y)
+    before = snapshot(clf, X)
+    bad = X.copy()
+    bad[450] = np.nan  # chunk 5 of 6
+    with pytest.raises(ValueError, match="NaN"):
+        fit_in_chunks(clf, bad, y, chunk_size=100, shuffle=False)
+    assert_same(before, snapshot(clf, X))
+
+
+def test_ctrl_c_stops_fit_in_chunks_with_a_whole_state(monkeypatch):
+    X, y = _chunked_data()
+    clf = _small().fit(X, y)
+    n_before = clf.n_iter_
+    calls = {"n": 0}
+    real_epoch = training._run_epoch
+
+    def interrupted_on_the_fourth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_run_epoch", interrupted_on_the_fourth)
+    with pytest.warns(UserWarning, match="interrupted"):
+        fit_in_chunks(clf, X, y, chunk_size=100, shuffle=False)
+    assert calls["n"] == 4  # the loop stopped: no fifth chunk was trained
+    assert clf.n_iter_ == n_before + 3
+    # Every figure is the published network's: bounds and temperature included.
+    from sklip.nn import FrozenNetwork
+
+    fresh = FrozenNetwork(clf.module_, clf.n_features_in_)
+    assert fresh.lipschitz_constant == clf.lipschitz_constant_
+    assert np.array_equal(fresh.pairwise_lipschitz_constant.numpy(),
+                          clf.pairwise_lipschitz_constant_)  # fmt: skip
+    correct = clf.predict(X) == y
+    radius = clf.certified_radius(X[correct])
+    attacked = pgd_attack(clf, X[correct], y[correct], 0.99 * radius, random_state=0)
+    assert np.array_equal(clf.predict(attacked), y[correct])
+
+
+def _fit_one(params, X, y):
+    return LipschitzClassifier(**params).fit(X, y).decision_function(X)
+
+
+def test_fits_in_threads_match_sequential_fits_and_touch_no_global_state():
+    X, y = make_blobs(200, centers=3, n_features=6, random_state=0)
+    configurations = [
+        dict(hidden_layer_sizes=(64, 64), max_epochs=3, random_state=seed) for seed in range(4)
+    ]
+    sequential = [_fit_one(params, X, y) for params in configurations]
+    torch.manual_seed(1234)
+    rng_before = torch.get_rng_state()
+    threads_before = torch.get_num_threads()
+    results = [None] * 4
+
+    def run(index):
+        results[index] = _fit_one(configurations[index], X, y)
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for alone, together in zip(sequential, results, strict=True):
+        assert np.array_equal(alone, together)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    assert torch.get_num_threads() == threads_before
+
+
+def test_a_fit_leaves_torch_global_rng_untouched():
+    X, y = make_blobs(60, centers=2, random_state=0)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _small().fit(X, y)
+    assert torch.equal(torch.rand(3), expected)
