@@ -48,6 +48,9 @@ class TrainingSet:
         return self.X.shape[0]
 
 
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
 class HKRObjective:
     """The HKR loss of one batch, binary (1 output) or one-vs-all.
 
@@ -63,7 +66,7 @@ class HKRObjective:
         # Training runs in float32: a margin or weight it cannot hold would
         # make every loss infinite, reported as a divergence.
         for name, value in (("alpha", alpha), ("margin", margin)):
-            if not math.isfinite(float(torch.tensor(value, dtype=torch.float32))):
+            if not abs(value) <= _FLOAT32_MAX:
                 raise ValueError(
                     f"{name}={value!r} is beyond float32's range (3.4e38), in which the "
                     f"network trains; rescale the features so that a smaller {name} works."

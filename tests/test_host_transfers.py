@@ -454,8 +454,8 @@ PLANTED = {
     ),
     "from_numpy without .to": (
         "_base.py",
-        "chunk = torch.from_numpy(rows).to(self.device_)",
-        "chunk = torch.from_numpy(rows)",
+        "X = torch.from_numpy(X).to(self.device_)",
+        "X = torch.from_numpy(X)",
         "a tensor made on the CPU",
     ),
     "factory without device": (
