@@ -9,7 +9,6 @@ pickling a CUDA-fitted model for a CPU-only machine, lives here once.
 from __future__ import annotations
 
 import copy
-import math
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
@@ -23,9 +22,17 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from torch import nn
 
 from ._device import resolve_device, to_numpy
-from ._inputs import check_exactly_representable, hold_out
+from ._inputs import check_exactly_representable, flatten_images, hold_out, image_shape_for
 from ._state import DevicePortable, unchanged_on_error
-from ._training import HKRObjective, StoppingRule, TrainingSet, at_most_threads, train
+from ._training import (
+    HKRObjective,
+    StoppingRule,
+    TrainingSet,
+    adam,
+    at_most_threads,
+    seeds,
+    train,
+)
 from .nn import ACTIVATIONS, FrozenNetwork, hkr_coefficients, lipschitz_cnn, lipschitz_mlp
 
 _PREDICT_CHUNK = 4096  # rows per forward pass at predict time: bounds memory
@@ -66,48 +73,8 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         long doubles, which float64 cannot hold exactly, are refused.
         """
         check_exactly_representable(X)
-        X = self._flatten_images(X)
+        X = flatten_images(X, self.image_shape)
         return validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32])
-
-    def _flatten_images(self, X: Any) -> Any:
-        if self.image_shape is not None and getattr(X, "ndim", 2) == 4:
-            X = np.asarray(X)
-            expected = self._image_shape_for(math.prod(X.shape[1:]))
-            if tuple(X.shape[1:]) != expected:
-                raise ValueError(
-                    f"X has images of shape {tuple(X.shape[1:])}, but image_shape is "
-                    f"{tuple(self.image_shape)} (channels first: (C, H, W)); reshape X to "
-                    f"(n_samples, {', '.join(map(str, expected))}) or pass flat rows."
-                )
-            return X.reshape(X.shape[0], -1)
-        return X
-
-    def _image_shape_for(self, n_features: int) -> tuple[int, int, int]:
-        """``image_shape`` with a -1 entry inferred, checked against n_features."""
-        try:
-            shape = list(self.image_shape)
-        except TypeError:
-            shape = []
-        if (
-            len(shape) != 3
-            or not all(isinstance(s, Integral) and not isinstance(s, bool) for s in shape)
-            or sum(s == -1 for s in shape) > 1
-            or any(s < 1 and s != -1 for s in shape)
-        ):
-            raise ValueError(
-                f"image_shape must be three positive integers (C, H, W), one of which may "
-                f"be -1 (inferred), got {self.image_shape!r}."
-            )
-        shape = [int(s) for s in shape]
-        known = math.prod(s for s in shape if s != -1)
-        if -1 in shape and n_features % known == 0:
-            shape[shape.index(-1)] = n_features // known
-        if math.prod(shape) != n_features:
-            raise ValueError(
-                f"image_shape={tuple(self.image_shape)} does not fit the data: it needs "
-                f"n_features = {math.prod(shape)}, got n_features = {n_features}."
-            )
-        return tuple(shape)
 
     # --------------------------------------------------------------- network
     def _hidden_sizes(self) -> tuple[int, ...]:
@@ -131,7 +98,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
                 n_features, self._hidden_sizes(), n_outputs, self.activation, generator=generator
             )
         return lipschitz_cnn(
-            self._image_shape_for(n_features),
+            image_shape_for(self.image_shape, n_features),
             tuple(self.conv_channels),
             self._hidden_sizes(),
             n_outputs,
@@ -178,23 +145,49 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         rng: np.random.RandomState,
     ) -> None:
         """Build (or, with warm_start, keep) the network and train it on ``data``."""
-        init_seed, batch_seed = _seeds(rng)
+        init_seed, batch_seed = seeds(rng)
         keep = self.warm_start and hasattr(self, "module_")
         module, history, n_iter = self._network_to_train(data, n_outputs, init_seed, keep)
-        optimizer = self._optimizer_for(module, resume=False)
-        generator = torch.Generator(device=self.device_).manual_seed(batch_seed)
+        self._train_and_publish(
+            module, history, n_iter, data, objective,
+            seed=batch_seed,
+            max_epochs=self.max_epochs,
+            stopping=StoppingRule(self.n_iter_no_change, self.tol),
+            resume=False,
+            validation_score=validation_score,
+        )  # fmt: skip
+
+    def _train_and_publish(
+        self,
+        module: nn.Module,
+        history: list[dict[str, float]],
+        n_iter: int,
+        data: TrainingSet,
+        objective: HKRObjective,
+        *,
+        seed: int,
+        max_epochs: int,
+        stopping: StoppingRule,
+        resume: bool,
+        validation_score: Any = None,
+        on_interrupt: str = "keep",
+    ) -> None:
+        """Train ``module`` with Adam (batch order from ``seed``), then publish it."""
+        optimizer = self._optimizer_for(module, resume=resume)
+        generator = torch.Generator(device=self.device_).manual_seed(seed)
         n_iter += train(
             module,
             optimizer,
             data,
             objective,
             batch_size=self.batch_size,
-            max_epochs=self.max_epochs,
+            max_epochs=max_epochs,
             generator=generator,
-            stopping=StoppingRule(self.n_iter_no_change, self.tol),
+            stopping=stopping,
             validation_score=validation_score,
             history=history,
             verbose=self.verbose,
+            on_interrupt=on_interrupt,
         )
         self._publish(module, history, n_iter, optimizer)
 
@@ -241,7 +234,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         ``partial_fit`` calls takes effect. The saved state is copied: a call
         that raises leaves it as it was.
         """
-        optimizer = _adam(module.parameters(), self.learning_rate)
+        optimizer = adam(module.parameters(), self.learning_rate)
         state = getattr(self, "_optimizer_state", None) if resume else None
         if state is not None:
             settings = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
@@ -303,25 +296,17 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
             n_outputs = len(classes) if len(classes) > 2 else 1
             data = self._training_set(X, labels, weights, n_outputs)
             objective = HKRObjective(self.alpha, self.margin)
-            init_seed, batch_seed = _seeds(check_random_state(self.random_state))
+            init_seed, batch_seed = seeds(check_random_state(self.random_state))
             module, history, n_iter = self._network_to_train(data, n_outputs, init_seed, not first)
-            optimizer = self._optimizer_for(module, resume=not first)
             # Each call draws its own batch order; with an int random_state, repeatably.
-            generator = torch.Generator(device=self.device_).manual_seed(batch_seed + n_iter)
-            n_iter += train(
-                module,
-                optimizer,
-                data,
-                objective,
-                batch_size=self.batch_size,
+            self._train_and_publish(
+                module, history, n_iter, data, objective,
+                seed=batch_seed + n_iter,
                 max_epochs=1,
-                generator=generator,
                 stopping=StoppingRule(1, 0.0),
-                history=history,
-                verbose=self.verbose,
+                resume=not first,
                 on_interrupt="raise",
-            )
-            self._publish(module, history, n_iter, optimizer)
+            )  # fmt: skip
             self.classes_ = classes
         return X, labels, weights
 
@@ -430,22 +415,3 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         """
         check_is_fitted(self, "network_")
         return copy.deepcopy(self.network_.module)
-
-def _seeds(rng: np.random.RandomState) -> tuple[int, int]:
-    """Two seeds from ``rng``: the network's initialisation and the batch order."""
-    init_seed, batch_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
-    return init_seed, batch_seed
-
-
-def _adam(parameters: Any, learning_rate: float) -> torch.optim.Adam:
-    """Adam, fused into one kernel per step where this torch build has it.
-
-    The fused update halves the optimiser's share of a small network's step on
-    the CPU (measured: 0.50 -> 0.26 ms of a 1.9 ms step); torch builds or
-    devices without it fall back to the default implementation.
-    """
-    parameters = list(parameters)
-    try:
-        return torch.optim.Adam(parameters, lr=learning_rate, fused=True)
-    except (RuntimeError, ValueError, TypeError):
-        return torch.optim.Adam(parameters, lr=learning_rate)

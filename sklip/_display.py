@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 from sklearn.utils._optional_dependencies import check_matplotlib_support
 
+from ._pipeline import certified_radius, check_inputs, check_labels, unwrap
+
 
 class CertifiedAccuracyDisplay:
     """Certified accuracy curve: the fraction of points correct and certified at eps.
@@ -84,13 +86,10 @@ class CertifiedAccuracyDisplay:
         non-negative radii. ``y`` holds labels among the classifier's
         ``classes_``, one per row of ``X``.
         """
-        from ._pipeline import check_inputs, unwrap
-        from .robustness import _check_labels, certified_radius
-
         _check_eps(eps)
         # Errors name X and y before any prediction is made.
         n_samples = check_inputs(estimator, X).shape[0]
-        _check_labels(unwrap(estimator)[0], y, n_samples)
+        check_labels(unwrap(estimator)[0], y, n_samples)
         name = type(estimator).__name__ if name is None else name
         return cls.from_predictions(
             y,

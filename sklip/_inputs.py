@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -49,3 +51,50 @@ def check_exactly_representable(X: Any) -> None:
             "X holds integers above 2**53, which float64 cannot represent exactly; "
             "rescale the features."
         )
+
+
+def flatten_images(X: Any, image_shape: Any) -> Any:
+    """Image batches ``(n, C, H, W)`` as flat rows, checked against ``image_shape``.
+
+    Only the exact shape passes: a channels-last batch with as many pixels
+    would otherwise be read as scrambled images.
+    """
+    if image_shape is not None and getattr(X, "ndim", 2) == 4:
+        X = np.asarray(X)
+        expected = image_shape_for(image_shape, math.prod(X.shape[1:]))
+        if tuple(X.shape[1:]) != expected:
+            raise ValueError(
+                f"X has images of shape {tuple(X.shape[1:])}, but image_shape is "
+                f"{tuple(image_shape)} (channels first: (C, H, W)); reshape X to "
+                f"(n_samples, {', '.join(map(str, expected))}) or pass flat rows."
+            )
+        return X.reshape(X.shape[0], -1)
+    return X
+
+
+def image_shape_for(image_shape: Any, n_features: int) -> tuple[int, int, int]:
+    """``image_shape`` with a -1 entry inferred, checked against n_features."""
+    try:
+        shape = list(image_shape)
+    except TypeError:
+        shape = []
+    if (
+        len(shape) != 3
+        or not all(isinstance(s, Integral) and not isinstance(s, bool) for s in shape)
+        or sum(s == -1 for s in shape) > 1
+        or any(s < 1 and s != -1 for s in shape)
+    ):
+        raise ValueError(
+            f"image_shape must be three positive integers (C, H, W), one of which may "
+            f"be -1 (inferred), got {image_shape!r}."
+        )
+    shape = [int(s) for s in shape]
+    known = math.prod(s for s in shape if s != -1)
+    if -1 in shape and n_features % known == 0:
+        shape[shape.index(-1)] = n_features // known
+    if math.prod(shape) != n_features:
+        raise ValueError(
+            f"image_shape={tuple(image_shape)} does not fit the data: it needs "
+            f"n_features = {math.prod(shape)}, got n_features = {n_features}."
+        )
+    return tuple(shape)

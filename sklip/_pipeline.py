@@ -104,7 +104,7 @@ def check_inputs(estimator: Any, X: Any) -> np.ndarray:
         raise ValueError(f"X must be a non-empty 2-D array of finite numbers: {error}") from error
 
 
-def _scoring_module(classifier: Any) -> nn.Module:
+def scoring_module(classifier: Any) -> nn.Module:
     """The classifier's frozen float64 network on ``classifier.device_``, for attacks.
 
     What its predictions and certificates are computed with: attacks then
@@ -118,8 +118,79 @@ def differentiable_scores(estimator: Any, X: Any) -> tuple[Callable, np.ndarray,
     inputs, and the classifier."""
     classifier, affine = unwrap(estimator)
     X = check_inputs(estimator, X)
-    module = _scoring_module(classifier)
+    module = scoring_module(classifier)
     if affine is None:
         return module, X, classifier
     A, b = (torch.as_tensor(a, dtype=torch.float64, device=classifier.device_) for a in affine)
     return (lambda points: module(points @ A + b)), X, classifier
+
+
+def certified_radius(estimator: Any, X: Any) -> np.ndarray:
+    """Certified L2 radius of each prediction, in the input space of ``estimator``.
+
+    For a sklip classifier this is its own ``certified_radius``. For a
+    :class:`~sklearn.pipeline.Pipeline` ending with one, the radius is given in
+    the pipeline's *raw* input space: the preprocessing steps must be affine
+    maps ``z = x A + b`` whose Lipschitz constant ``||A||_2`` is computed
+    exactly (StandardScaler, MinMaxScaler, MaxAbsScaler, PCA without whitening,
+    FunctionTransformer without a function, "passthrough"), and the
+    classifier's radius is divided by it: a raw perturbation ``δ`` moves the
+    classifier's input by at most ``||A||_2 ||δ||``.
+
+    Parameters
+    ----------
+    estimator : fitted LipschitzClassifier, or Pipeline ending with one
+    X : array-like of shape (n_samples, n_features)
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklip import LipschitzClassifier
+    >>> from sklip.robustness import certified_radius
+    >>> X = np.random.RandomState(0).normal(size=(60, 3)) * [1.0, 10.0, 100.0]
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> pipe = make_pipeline(StandardScaler(), LipschitzClassifier(max_epochs=5)).fit(X, y)
+    >>> inner = pipe[-1].certified_radius(pipe[0].transform(X))  # standardised units
+    >>> np.allclose(certified_radius(pipe, X), inner * pipe[0].scale_.min())
+    True
+    """
+    classifier, affine = unwrap(estimator)
+    # Checked here so that every error names X; the user's X itself is passed
+    # on (a DataFrame keeps its feature names for the fitted steps).
+    check_inputs(estimator, X)
+    if affine is None:
+        return classifier.certified_radius(X)
+    Z = estimator[:-1].transform(X)
+    return classifier.certified_radius(Z) / spectral_norm(affine[0])
+
+def check_labels(classifier: Any, y: Any, n_samples: int) -> np.ndarray:
+    """Indices in ``classifier.classes_`` of the labels ``y``; a ValueError naming y otherwise.
+
+    Labels outside ``classes_`` (an unseen value, strings for integer classes)
+    would make an attack aim at a meaningless class and a score count
+    nothing: they are refused.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n_samples:
+        raise ValueError(
+            f"y must be 1-D with one label per sample of X ({n_samples}), got shape {y.shape}."
+        )
+    classes = classifier.classes_
+    try:
+        known = np.isin(y, classes)
+    except TypeError:  # labels that cannot even be compared with the classes
+        known = np.zeros(y.shape, dtype=bool)
+    if not known.all():
+        unknown = list(dict.fromkeys(y[~known].tolist()))
+        shown = repr(unknown[:10])[:-1] + (", ...]" if len(unknown) > 10 else "]")
+        raise ValueError(
+            f"y contains labels that are not among the classifier's classes_ "
+            f"{classes.tolist()!r}: {shown}."
+        )
+    return np.searchsorted(classes, y)

@@ -81,7 +81,7 @@ CPU_BY_DESIGN = {
     ("_base.py", "_network_to_train", "torch.Generator"): (
         "the network is initialised on the CPU, then moved by module.to(self.device_)"
     ),
-    ("robustness.py", "_random_in_ball", "torch.as_tensor"): (
+    ("_attacks.py", "_random_in_ball", "torch.as_tensor"): (
         "random starts drawn by NumPy; the one caller moves them with .to(x0)"
     ),
     ("constraints.py", "__init__", "torch.randn"): "a buffer, moved by module.to",
@@ -441,13 +441,13 @@ PLANTED = {
         "a tensor stored into a NumPy array",
     ),
     "np.array of an attack's tensor": (
-        "robustness.py",
+        "_attacks.py",
         "return _within_budget(X, to_numpy(best), budget)",
         "return _within_budget(X, np.array(best), budget)",
         "a NumPy function applied to a tensor",
     ),
     ".cpu().numpy()": (
-        "robustness.py",
+        "_attacks.py",
         "return to_numpy(points), to_numpy(reached)",
         "return points.cpu().numpy(), reached.cpu().numpy()",
         ".numpy() outside sklip._device.to_numpy",
@@ -465,7 +465,7 @@ PLANTED = {
         "a tensor made on the CPU",
     ),
     "ndarray in tensor arithmetic": (
-        "robustness.py",
+        "_attacks.py",
         "delta = _random_in_ball(x0.shape, rng).to(x0) * radius",
         "delta = torch.zeros_like(x0) + rng.standard_normal(x0.shape)",
         "a tensor and a NumPy array in one operation",

@@ -15,11 +15,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklip import LipschitzClassifier
-from sklip._pipeline import _scoring_module
+from sklip._attacks import _tightness, _within_budget
+from sklip._pipeline import scoring_module
 from sklip.robustness import (
     CertifiedAccuracyDisplay,
-    _tightness,
-    _within_budget,
     certified_accuracy,
     certified_radius,
     counterfactual,
@@ -201,7 +200,7 @@ def test_nothing_the_user_passed_is_modified(model):
 
 def test_attacks_use_the_frozen_float64_network(binary):
     clf, X, _ = binary
-    module = _scoring_module(clf)
+    module = scoring_module(clf)
     assert module is clf.network_.module
     assert all(p.dtype == torch.float64 for p in module.parameters())
     with torch.no_grad():
