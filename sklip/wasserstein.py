@@ -21,6 +21,7 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from ._base import LipschitzEstimatorBase
+from ._dual import certified_lower_bound, dual_value, midpoint
 from ._state import atomic
 from ._streaming import check_two_sets, streamed_wasserstein
 
@@ -238,22 +239,22 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
                 self.offset_ = 0.0
             return
         potential, error, _ = self._evaluate(X)
-        if _dual_value(potential[:, 0], labels, weights) < 0:
+        if dual_value(potential[:, 0], labels, weights) < 0:
             self._negate_critic()
             potential = -potential
         potential = potential[:, 0]
-        self.distance_ = _dual_value(potential, labels, weights)
-        self.lower_bound_ = _certified_lower_bound(
+        self.distance_ = dual_value(potential, labels, weights)
+        self.lower_bound_ = certified_lower_bound(
             self.distance_, potential, error, labels, weights, self.lipschitz_constant_
         )
         if held_out is not None:
             X_val, labels_val, weights_val = held_out
-            self.validation_distance_ = _dual_value(
+            self.validation_distance_ = dual_value(
                 self._evaluate(X_val)[0][:, 0], labels_val, weights_val
             )
         elif hasattr(self, "validation_distance_"):
             del self.validation_distance_  # a previous fit's: not of this critic
-        self.offset_ = _midpoint(potential, labels, weights) if self.alpha == 0 else 0.0
+        self.offset_ = midpoint(potential, labels, weights) if self.alpha == 0 else 0.0
 
     def _negate_critic(self) -> None:
         """Publish ``-f``: the frozen network, the trained one and Adam's first moments.
@@ -287,7 +288,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         """A function giving the held-out dual value of the critic being trained."""
 
         def dual_value(module: torch.nn.Module) -> float:
-            return _dual_value(self._outputs(X, module)[:, 0], labels, weights)
+            return dual_value(self._outputs(X, module)[:, 0], labels, weights)
 
         return dual_value
 
@@ -350,54 +351,13 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
                 "score needs both sample sets in y, each with positive sample_weight; got "
                 f"totals {dict(zip(self.classes_.tolist(), totals.tolist(), strict=True))}."
             )
-        return _dual_value(self._evaluate(X)[0][:, 0], labels, weights)
+        return dual_value(self._evaluate(X)[0][:, 0], labels, weights)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False
         tags.input_tags.allow_nan = False
         return tags
-
-
-def _dual_value(potential: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
-    """Weighted mean of the potential on set 1 minus that on set 0 (0 for an empty set)."""
-    means = []
-    for k in (0, 1):
-        mask = labels == k
-        total = weights[mask].sum()
-        means.append(float(np.dot(weights[mask], potential[mask]) / total) if total > 0 else 0.0)
-    return means[1] - means[0]
-
-
-def _certified_lower_bound(
-    dual: float,
-    potential: np.ndarray,
-    error: np.ndarray,
-    labels: np.ndarray,
-    weights: np.ndarray,
-    lipschitz_constant: float,
-) -> float:
-    r"""A lower bound of the W1 between the two weighted sets, proven in floating point.
-
-    :math:`W_1 \ge (E_Q f - E_P f) / L` holds for the *exact* ``f``. Each
-    computed potential is within ``error`` of it (the frozen network's bound),
-    and each computed weighted mean of ``n`` terms within
-    :math:`2\gamma_{n+2}` of the mean of :math:`|f|` (Higham, Thm 3.1), so
-    the exact dual value is at least ``dual`` minus both sets' mean errors.
-    """
-    slack = 0.0
-    for k in (0, 1):
-        mask = labels == k
-        w = weights[mask]
-        gamma = (mask.sum() + 2) * 2.0**-53 * 2
-        slack += float(np.dot(w, error[mask] + gamma * np.abs(potential[mask])) / w.sum())
-    bound = max(dual - slack * (1 + 1e-9), 0.0) / lipschitz_constant
-    return bound * (1.0 - 8.0 * 2.0**-53)
-
-
-def _midpoint(potential: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
-    means = [np.average(potential[labels == k], weights=weights[labels == k]) for k in (0, 1)]
-    return float((means[0] + means[1]) / 2)
 
 
 def wasserstein_distance(
