@@ -287,10 +287,10 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
     def _validation_score(self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray):
         """A function giving the held-out dual value of the critic being trained."""
 
-        def dual_value(module: torch.nn.Module) -> float:
+        def held_out_value(module: torch.nn.Module) -> float:
             return dual_value(self._outputs(X, module)[:, 0], labels, weights)
 
-        return dual_value
+        return held_out_value
 
     def _encode_labels(self, y: np.ndarray, weights: np.ndarray, warm: bool) -> np.ndarray:
         classes, labels = np.unique(y, return_inverse=True)
