@@ -173,3 +173,12 @@ def test_float32_inputs_are_certified_as_given(blobs):
     clf = _small().fit(X, y)
     X32 = X.astype(np.float32)
     assert np.array_equal(clf.decision_function(X32), clf.decision_function(X32.astype(float)))
+
+
+def test_radius_from_one_dimensional_outputs_is_a_named_error():
+    from sklip.robustness import radius_from_outputs
+
+    with pytest.raises(ValueError, match="outputs"):
+        radius_from_outputs(np.array([1.0, -2.0]), 1.0)
+    with pytest.raises(ValueError, match="error"):
+        radius_from_outputs(np.array([[1.0]]), 1.0, error=np.array([-1.0]))
