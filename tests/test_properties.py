@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 import re
 import warnings
 from collections.abc import Callable
@@ -927,6 +928,22 @@ def test_a_call_that_raises_leaves_the_estimator_whole(stateful, name, calls):
     pristine.partial_fit(data.X, data.y)
     found = differences(fitted_state(pristine), fitted_state(estimator), "after partial_fit")
     assert not found, "; ".join(found[:8])
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_pickling_leaves_the_estimator_untouched(stateful, how):
+    """Pickling (joblib, dask, deepcopy) reads the estimator: it must not change it."""
+    for fitted, data in stateful.values():
+        estimator = _fresh(fitted, max_epochs=1).fit(data.X, data.y)
+        before = dict(vars(estimator))
+        if how == "pickle":
+            pickle.dumps(estimator)
+        else:
+            copy.deepcopy(estimator)
+        after = vars(estimator)
+        assert after.keys() == before.keys(), f"{how} added {sorted(after.keys() - before)}"
+        replaced = [key for key in before if after[key] is not before[key]]
+        assert not replaced, f"{how} replaced the live estimator's {replaced}"
 
 
 # ================================================== 4. user arrays untouched
