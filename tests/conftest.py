@@ -1,8 +1,28 @@
+import os
+
 import pytest
 import torch
+from hypothesis import Phase, settings
 from sklearn.datasets import load_digits, make_moons
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
+
+# Hypothesis profiles for tests/test_properties.py. "ci" (default): few examples,
+# derandomized so that every CI run draws the same ones, and no shrinking (a
+# failure is reported as found, in seconds). "thorough": a long, random bug hunt
+# that shrinks what it finds (SKLIP_HYPOTHESIS_PROFILE=thorough). Each test asks
+# for a share of the profile's max_examples.
+settings.register_profile(
+    "ci",
+    max_examples=10,
+    deadline=None,
+    derandomize=True,
+    phases=(Phase.explicit, Phase.generate),
+)
+settings.register_profile(
+    "thorough", max_examples=400, deadline=None, derandomize=False, database=None
+)
+settings.load_profile(os.environ.get("SKLIP_HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_collection_modifyitems(config, items):
