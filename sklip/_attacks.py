@@ -113,13 +113,13 @@ def pgd_attack(
     rng = _random_state(random_state)
     scores, X, classifier = differentiable_scores(estimator, X)
     budget = _budget(eps, X.shape[0])
-    x0 = torch.as_tensor(X, device=classifier.device_)
+    x0 = torch.tensor(X, device=classifier.device_)
     if y is None:
         with torch.no_grad():
             labels = _class_scores(scores(x0)).argmax(dim=1)
     else:
         labels = torch.as_tensor(check_labels(classifier, y, X.shape[0]), device=x0.device)
-    radius = torch.as_tensor(budget, dtype=x0.dtype, device=x0.device)[:, None]
+    radius = torch.tensor(budget, dtype=x0.dtype, device=x0.device)[:, None]
     step = radius * (2.5 / steps) if step_size is None else torch.full_like(radius, step_size)
 
     def margin(points: Tensor) -> Tensor:
@@ -261,12 +261,12 @@ def counterfactual(
         X_raw = check_inputs(estimator, X)
         A, b = affine
         Z = X_raw @ A + b
-        z0 = torch.as_tensor(Z, device=classifier.device_)
+        z0 = torch.tensor(Z, device=classifier.device_)
         Z_cf, reached = _walk(scoring_module(classifier), z0, max_iter, overshoot)
         result = X_raw + (Z_cf - Z) @ np.linalg.pinv(A)
     else:
         scores, X_raw, classifier = differentiable_scores(estimator, X)
-        x0 = torch.as_tensor(X_raw, device=classifier.device_)
+        x0 = torch.tensor(X_raw, device=classifier.device_)
         result, reached = _walk(scores, x0, max_iter, overshoot)
     if not return_tightness:
         return result

@@ -18,11 +18,23 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_y,
+    check_consistent_length,
+    check_is_fitted,
+    validate_data,
+)
 from torch import nn
 
 from ._device import resolve_device, to_numpy
-from ._inputs import check_exactly_representable, flatten_images, hold_out, image_shape_for
+from ._inputs import (
+    check_exactly_representable,
+    checked_weights,
+    flatten_images,
+    hold_out,
+    image_shape_for,
+    naming,
+)
 from ._state import DevicePortable, unchanged_on_error
 from ._training import (
     HKRObjective,
@@ -35,6 +47,7 @@ from ._training import (
 )
 from .nn import ACTIVATIONS, FrozenNetwork, hkr_coefficients, lipschitz_cnn, lipschitz_mlp
 
+_DTYPES = [np.float64, np.float32]  # float32 stays float32 (exact in float64); the rest float64
 _PREDICT_CHUNK = 4096  # rows per forward pass at predict time: bounds memory
 
 class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
@@ -72,9 +85,23 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         copy); other dtypes become float64, and integers beyond ``2**53`` or
         long doubles, which float64 cannot hold exactly, are refused.
         """
+        if not hasattr(X, "dtype") and not hasattr(X, "dtypes"):  # lists: see their dtype
+            X = naming("X", np.asarray, X)
         check_exactly_representable(X)
-        X = flatten_images(X, self.image_shape)
-        return validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32])
+        X = naming("X", flatten_images, X, self.image_shape)
+        if (isinstance(y, str) and y == "no_validation") or y is None:
+            # y None: scikit-learn's own message says that y is required.
+            return naming("X", validate_data, self, X, y, reset=reset, dtype=_DTYPES)
+        X = naming("X", validate_data, self, X, reset=reset, dtype=_DTYPES)
+        y = naming("y", _check_y, y, estimator=self)
+        naming("y", check_consistent_length, X, y)
+        return X, y
+
+    @staticmethod
+    def _targets_and_weights(X: Any, y: np.ndarray, sample_weight: Any) -> np.ndarray:
+        """Check that ``y`` holds class labels; the validated float64 ``sample_weight``."""
+        naming("y", check_classification_targets, y)
+        return checked_weights(sample_weight, X)
 
     # --------------------------------------------------------------- network
     def _hidden_sizes(self) -> tuple[int, ...]:
@@ -119,8 +146,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         """
         warm = self.warm_start and hasattr(self, "module_")
         X, y = self._validate_X(X, y, reset=not warm)
-        check_classification_targets(y)
-        weights = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        weights = self._targets_and_weights(X, y, sample_weight)
         labels = self._encode_labels(y, weights, warm)
         self.device_ = resolve_device(self.device)
         rng = check_random_state(self.random_state)
@@ -286,10 +312,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         with unchanged_on_error(self):
             first = not hasattr(self, "module_")
             X, y = self._validate_X(X, y, reset=first)
-            check_classification_targets(y)
-            weights = _check_sample_weight(
-                sample_weight, X, dtype=np.float64, ensure_non_negative=True
-            )
+            weights = self._targets_and_weights(X, y, sample_weight)
             classes, labels = self._chunk_labels(y, classes, first)
             if first:
                 self.device_ = resolve_device(self.device)
@@ -344,10 +367,11 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         coefficients = hkr_coefficients(
             torch.as_tensor(targets, dtype=torch.float32 if n_outputs == 1 else None),
             n_outputs,
-            torch.as_tensor(weights, dtype=torch.float32),
+            torch.tensor(weights, dtype=torch.float32),  # a copy: the user's may be read-only
             torch.as_tensor(class_sums, dtype=torch.float32),
         )
-        X = X.astype(np.float32, copy=not X.flags.writeable)  # torch needs writable memory
+        with np.errstate(over="ignore"):  # values beyond float32 are refused just below
+            X = X.astype(np.float32, copy=not X.flags.writeable)  # torch needs writable memory
         X = torch.from_numpy(X).to(self.device_)
         if not torch.isfinite(X).all():
             raise ValueError(

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from numbers import Integral
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+from sklearn.utils.validation import _check_sample_weight
 
 _EXACT_INTEGERS = 2**53  # integers beyond this do not all have a float64
+
+Result = TypeVar("Result")
+
+
+def naming(name: str, check: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
+    """``check(*args, **kwargs)``; a ValueError or TypeError it raises names ``name``.
+
+    scikit-learn's validation messages often do not say which argument they
+    are about ("Expected 2D array, got 1D array instead"): they get the
+    argument's name in front.
+    """
+    try:
+        return check(*args, **kwargs)
+    except (ValueError, TypeError) as error:
+        if re.search(rf"\b{re.escape(name)}\b", str(error)):
+            raise
+        raise type(error)(f"{name}: {error}") from error
 
 
 def hold_out(
@@ -36,19 +56,19 @@ def hold_out(
     return (X_fit, labels_fit, weights_fit), (X_val, labels_val, weights_val)
 
 
-def check_exactly_representable(X: Any) -> None:
+def check_exactly_representable(X: Any, name: str = "X") -> None:
     """Refuse inputs that float64 cannot hold exactly (the certificate is about *them*)."""
     dtype = getattr(X, "dtype", None)
     if dtype is None or not isinstance(dtype, np.dtype):
         return
     if dtype.kind == "f" and dtype.itemsize > 8:
         raise TypeError(
-            f"X has dtype {dtype}, which float64 cannot represent exactly; convert it "
+            f"{name} has dtype {dtype}, which float64 cannot represent exactly; convert it "
             "to float64 yourself if the rounding is acceptable."
         )
-    if dtype.kind in "iu" and X.size and np.abs(X).max() > _EXACT_INTEGERS:
+    if dtype.kind in "iu" and X.size and (X.max() > _EXACT_INTEGERS or X.min() < -_EXACT_INTEGERS):
         raise ValueError(
-            "X holds integers above 2**53, which float64 cannot represent exactly; "
+            f"{name} holds integers above 2**53, which float64 cannot represent exactly; "
             "rescale the features."
         )
 
@@ -98,3 +118,15 @@ def image_shape_for(image_shape: Any, n_features: int) -> tuple[int, int, int]:
             f"n_features = {math.prod(shape)}, got n_features = {n_features}."
         )
     return tuple(shape)
+
+
+def checked_weights(sample_weight: Any, X: Any) -> np.ndarray:
+    """``sample_weight`` as float64, one non-negative weight per row of ``X`` (errors name it)."""
+    return naming(
+        "sample_weight",
+        _check_sample_weight,
+        sample_weight,
+        X,
+        dtype=np.float64,
+        ensure_non_negative=True,
+    )

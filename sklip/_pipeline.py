@@ -19,6 +19,8 @@ from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler, MinMaxScale
 from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 
+from .nn import rounding_slack
+
 
 def unwrap(estimator: Any) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None]:
     """(classifier, the composed affine map ``(A, b)`` of a Pipeline's steps, or None)."""
@@ -166,8 +168,104 @@ def certified_radius(estimator: Any, X: Any) -> np.ndarray:
     check_inputs(estimator, X)
     if affine is None:
         return classifier.certified_radius(X)
-    Z = estimator[:-1].transform(X)
-    return classifier.certified_radius(Z) / spectral_norm(affine[0])
+    Z, error, ball_error, growth, lipschitz = _rounded_transform(estimator, X)
+    radius = (classifier.certified_radius(Z) - error - ball_error) / (lipschitz + growth)
+    radius = np.where(np.isfinite(radius) & (radius > 0), radius, 0.0)
+    return np.maximum(radius * (1.0 - 8.0 * 2.0**-53) - 4.0 * 2.0**-1074, 0.0)
+
+
+def _rounded_transform(
+    pipeline: Pipeline, X: Any
+) -> tuple[Any, np.ndarray, np.ndarray, float, float]:
+    r"""The preprocessing's output ``Z`` for ``X``, and bounds of its rounding.
+
+    The steps run one by one, as ``Pipeline.transform`` runs them. Each step
+    ``k`` is an affine map :math:`A_k` computed in floating point, whose error
+    at an input is at most :math:`\gamma_k M_k` (:func:`_step_rounding`), with
+    :math:`M_k` a magnitude that grows by at most :math:`K_k` per unit of
+    distance between inputs. The errors at ``x`` propagate through the later
+    maps' norms to ``error``; at any ``x'`` within ``r`` of ``x`` they are at
+    most ``ball_error + growth * r`` (the step's own error at ``x'`` appears
+    on both sides of its bound: with :math:`\gamma_k \le 1/2`, a factor 2
+    absorbs it). A raw perturbation of norm ``r`` then moves ``Z`` by at most
+    ``lipschitz * r + error + ball_error + growth * r``: the classifier's
+    certificate at ``Z``, less the constant part, divided by the rest, is the
+    raw radius. Large offsets (raw features near 1e8, say) make
+    ``MinMaxScaler`` and ``PCA`` cancel digits, and the radius shrinks
+    accordingly.
+    """
+    Z = X
+    n = None
+    error = ball_error = None
+    growth, lipschitz = 0.0, 1.0
+    for _, step in pipeline.steps[:-1]:
+        if step is None or (isinstance(step, str) and step == "passthrough"):
+            continue
+        Z_in, Z = np.asarray(Z), step.transform(Z)
+        if n is None:
+            n = Z_in.shape[0]
+            error, ball_error = np.zeros(n), np.zeros(n)
+        gamma, magnitude, magnitude_growth, norm = _step_rounding(step, Z_in, Z)
+        local = gamma * magnitude
+        distance_in = error + ball_error  # the part of ||Z_in(x') - Z_in(x)|| not growing with r
+        ball_local = 2 * gamma * (magnitude + magnitude_growth * distance_in + local)
+        ball_growth = 2 * gamma * magnitude_growth * (lipschitz + growth)
+        error = norm * error + local
+        ball_error = norm * ball_error + ball_local
+        growth = norm * growth + ball_growth
+        lipschitz *= norm
+    if error is None:
+        error = ball_error = np.zeros(np.shape(X)[0])
+    safety = 1.0 + 1e-9  # the rounding of evaluating these bounds
+    return Z, error * safety, ball_error * safety, growth * safety, lipschitz * safety
+
+
+def _step_rounding(step: Any, Z_in: np.ndarray, Z_out: Any) -> tuple[float, Any, float, float]:
+    """``(gamma, M(x) per row, K, ||A||)`` of one supported step (see :func:`_rounded_transform`).
+
+    scikit-learn computes StandardScaler as ``(x - mean) / scale``, MaxAbsScaler
+    as ``x / scale`` (each rounds relatively to its result), MinMaxScaler as
+    ``x * scale + min`` (its error scales with ``|x * scale|``, which cancels)
+    and PCA as ``x @ C.T - mean @ C.T`` (with ``|x| @ |C.T|``). float32 data
+    are transformed in float32: ``u = 2**-24``, and one more rounding for the
+    float64 parameters.
+    """
+    Z = np.asarray(Z_out)
+    float32 = np.float32 in (Z.dtype, Z_in.dtype)
+    unit = 2.0**-24 if float32 else 2.0**-53
+    extra = 1 if float32 else 0
+    Z, Z_in = Z.astype(np.float64), Z_in.astype(np.float64)
+    A, _ = affine_map(step, Z_in.shape[1])
+    norm = spectral_norm(A) * rounding_slack(*A.shape)
+    out = _row_norms(Z)
+    kind = type(step)
+    if kind is FunctionTransformer:
+        return 0.0, np.zeros(len(Z)), 0.0, norm
+    if kind is StandardScaler or kind is MaxAbsScaler:
+        return _gamma(3 + extra, unit), out, norm, norm
+    if kind is MinMaxScaler:
+        scaled = _row_norms(Z_in * step.scale_)
+        return _gamma(3 + extra, unit), scaled + out, float(np.abs(step.scale_).max()) + norm, norm
+    # PCA(whiten=False): affine_map has refused everything else
+    absolute = np.abs(step.components_.T)
+    magnitude = _row_norms(np.abs(Z_in) @ absolute) + _row_norms(np.abs(step.mean_) @ absolute)
+    frobenius = float(np.linalg.norm(step.components_))
+    n_terms = Z_in.shape[1] + 3 + extra
+    return _gamma(n_terms, unit), magnitude + out, frobenius + norm, norm
+
+
+def _gamma(n: int, unit: float) -> float:
+    return n * unit / (1.0 - n * unit)
+
+
+def _row_norms(matrix: np.ndarray) -> np.ndarray:
+    """L2 norm of each row, without underflow or overflow of the squares."""
+    matrix = np.atleast_2d(matrix)
+    peak = np.abs(matrix).max(axis=1)
+    safe = np.where(peak > 0, peak, 1.0)
+    with np.errstate(invalid="ignore"):
+        return np.linalg.norm(matrix / safe[:, None], axis=1) * peak
+
 
 def check_labels(classifier: Any, y: Any, n_samples: int) -> np.ndarray:
     """Indices in ``classifier.classes_`` of the labels ``y``; a ValueError naming y otherwise.

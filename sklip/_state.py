@@ -58,7 +58,9 @@ class DevicePortable:
     """
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()  # type: ignore[misc]
+        # A copy: on Python >= 3.11 the parent returns the instance's own
+        # __dict__, and the CPU copies below must not replace the live ones.
+        state = dict(super().__getstate__())  # type: ignore[misc]
         if "module_" in state:
             # Pickles hold CPU tensors only, so a CUDA-fitted model loads anywhere.
             state["module_"] = copy.deepcopy(self.module_).cpu()

@@ -23,6 +23,8 @@ import scipy.sparse as sp
 from sklearn.base import is_classifier
 from sklearn.utils import check_random_state
 
+from ._inputs import check_exactly_representable
+
 CHUNK_BYTES = 64 * 2**20  # default chunk: about 64 MB of features
 
 
@@ -393,7 +395,12 @@ def _check_set(X: Any, name: str, chunk_size: Any) -> Any:
         raise ValueError(f"{name} has no rows: each set needs at least one sample.")
     if chunk_size is None:
         X = np.asarray(X)
-        if X.dtype.kind in "fc" and not np.isfinite(X).all():
+        if X.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must hold numbers, got an array of dtype {X.dtype}.")
+        # Checked set by set: stacked with a float set, huge integers would be
+        # rounded silently by np.vstack.
+        check_exactly_representable(X, name)
+        if X.dtype.kind == "f" and not np.isfinite(X).all():
             raise ValueError(f"{name} contains NaN or infinity.")
     return X
 

@@ -7,9 +7,11 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin, _fit_context
+from sklearn.metrics import accuracy_score
 
 from ._base import LipschitzEstimatorBase
 from ._calibration import fit_temperature, log_softmax, softmax
+from ._inputs import checked_weights, naming
 from ._state import atomic
 from .robustness import radius_from_outputs
 
@@ -317,6 +319,24 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         """
         scores = self._class_scores(self._forward(X)[0])
         return log_softmax(self.temperature_ * scores)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy on ``(X, y)`` (weighted by ``sample_weight``), as in scikit-learn.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+        """
+        predicted = self.predict(X)
+        weights = None if sample_weight is None else checked_weights(sample_weight, predicted)
+        return naming("y", accuracy_score, y, predicted, sample_weight=weights)
 
     def certified_radius(self, X: Any) -> np.ndarray:
         r"""Certified L2 robustness radius of each prediction, in the units of ``X``.

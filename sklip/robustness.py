@@ -66,7 +66,8 @@ def radius_from_outputs(
     (a difference of two outputs is within :math:`\sqrt 2` times the error of
     the output vector). A point within rounding of the boundary gets 0, and so
     does a point whose outputs or error are not finite. The result is lowered
-    by a relative ``8 u`` for the rounding of this formula itself.
+    by a relative ``8 u`` (and 4 subnormal steps) for the rounding of this
+    formula itself.
 
     Parameters
     ----------
@@ -118,7 +119,9 @@ def radius_from_outputs(
         else:
             radius = _multiclass_radius(outputs, pairwise, slack, error_growth)
     radius = np.where(np.isfinite(radius) & (radius > 0), radius, 0.0)
-    return radius * (1.0 - 8.0 * 2.0**-53)
+    # Relative rounding for normal results; a subnormal result rounds by up to
+    # one step of 2**-1074 instead, hence the absolute term.
+    return np.maximum(radius * (1.0 - 8.0 * 2.0**-53) - 4.0 * 2.0**-1074, 0.0)
 
 def _multiclass_radius(
     outputs: np.ndarray, pairwise: Any, slack: np.ndarray, error_growth: float

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import ClassifierMixin, _fit_context
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import LipschitzEstimatorBase
 from ._dual import certified_lower_bound, dual_value, midpoint
+from ._inputs import checked_weights
 from ._state import atomic
 from ._streaming import check_two_sets, streamed_wasserstein
 
@@ -343,7 +344,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if unknown.size:
             raise ValueError(f"y holds labels the estimator was not fitted on: {unknown}.")
-        weights = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        weights = checked_weights(sample_weight, X)
         labels = np.searchsorted(self.classes_, y)
         totals = np.bincount(labels, weights=weights, minlength=2)
         if totals.min() <= 0:

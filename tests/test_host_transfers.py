@@ -78,6 +78,9 @@ CPU_BY_DESIGN = {
     ("_base.py", "_training_set", "torch.as_tensor"): (
         "the HKR coefficients are computed on the CPU, then moved by .to(self.device_)"
     ),
+    ("_base.py", "_training_set", "torch.tensor"): (
+        "the HKR coefficients are computed on the CPU, then moved by .to(self.device_)"
+    ),
     ("_base.py", "_network_to_train", "torch.Generator"): (
         "the network is initialised on the CPU, then moved by module.to(self.device_)"
     ),

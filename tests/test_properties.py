@@ -879,7 +879,7 @@ def _failing_summary(method: Callable[..., Any], d: Data) -> None:
     with (
         mock.patch("sklip.classifier.fit_temperature", side_effect=RuntimeError("injected")),
         mock.patch(
-            "sklip.wasserstein._certified_lower_bound", side_effect=RuntimeError("injected")
+            "sklip.wasserstein.certified_lower_bound", side_effect=RuntimeError("injected")
         ),
     ):
         method(d.X, d.y)

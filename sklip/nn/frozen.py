@@ -58,11 +58,26 @@ from .bounds import UNIT_ROUNDOFF, _single_layer_bound, leaf_layers, pairwise_li
 from .export import export
 from .layers import ImageView, L2NormPool2d
 
-__all__ = ["FrozenNetwork", "FrozenOutputs"]
+__all__ = ["FrozenNetwork", "FrozenOutputs", "scaled_norm"]
 
 _SMALLEST_SUBNORMAL = 2.0**-1074
 _BOUND_SAFETY = 1.0 + 1e-9  # covers the rounding of evaluating the error bound
 _EXACT = (GroupSort, FullSort, nn.ReLU, nn.Identity, nn.Flatten, nn.Unflatten, ImageView)
+
+
+def scaled_norm(tensor: Tensor, dim: int | None = None) -> Tensor:
+    """The L2 norm without underflow or overflow of the squares: ``m * ||t / m||``, m = max|t|.
+
+    ``torch.linalg.vector_norm`` squares its entries, so below about 1e-154 it
+    returns 0 (and above 1e154, inf): a zero norm would drop a rounding term
+    from the bound (found by the property tests: a certificate beaten at 1e-171).
+    """
+    tensor = tensor.detach()
+    if dim is None:
+        tensor, dim = tensor.reshape(1, -1), 1
+    peak = tensor.abs().amax(dim=dim, keepdim=True)
+    safe = torch.where(peak > 0, peak, torch.ones_like(peak))
+    return (torch.linalg.vector_norm(tensor / safe, dim=dim, keepdim=True) * peak).squeeze(dim)
 
 
 def _gamma(n: int) -> float:
@@ -146,6 +161,8 @@ class FrozenNetwork:
 
     def __init__(self, module: nn.Module, n_features: int) -> None:
         _check_finite_weights(module)  # before the SVDs of the export, which NaN breaks
+        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+            raise ValueError(f"n_features must be a positive integer, got {n_features!r}.")
         plain = export(module).double()
         for parameter in plain.parameters():
             parameter.requires_grad_(False)
@@ -217,7 +234,7 @@ class FrozenNetwork:
         with torch.no_grad():
             z = x
             for layer, rounding in zip(self.module, self._layers, strict=True):
-                norm = torch.linalg.vector_norm(z.reshape(n, -1), dim=1)
+                norm = scaled_norm(z.reshape(n, -1), dim=1)
                 exact_norms.append(norm + error)
                 error = rounding.lipschitz * error + rounding.relative * norm + rounding.absolute
                 z = _apply(layer, z)
@@ -272,9 +289,14 @@ def _input_shapes(
     parameter = next(module.parameters())
     with torch.no_grad():
         z = torch.zeros(1, n_features, dtype=torch.float64, device=parameter.device)
-        for layer in layers:
-            shapes.append(tuple(z.shape))
-            z = layer(z)
+        try:
+            for layer in layers:
+                shapes.append(tuple(z.shape))
+                z = layer(z)
+        except (RuntimeError, ValueError) as error:
+            raise ValueError(
+                f"n_features={n_features} does not fit the network's first layer: {error}"
+            ) from None
     return shapes
 
 
@@ -283,10 +305,10 @@ def _analyse(layer: nn.Module, shape: tuple[int, ...]) -> _LayerRounding:
     if isinstance(layer, nn.Linear):
         n = layer.in_features
         gamma = _gamma(n + 1)
-        bias = 0.0 if layer.bias is None else float(torch.linalg.vector_norm(layer.bias))
+        bias = 0.0 if layer.bias is None else float(scaled_norm(layer.bias))
         return _LayerRounding(
             _single_layer_bound(layer, None),
-            gamma * float(torch.linalg.matrix_norm(layer.weight)),
+            gamma * float(scaled_norm(layer.weight)),
             gamma * bias + 2 * n * _SMALLEST_SUBNORMAL * math.sqrt(layer.out_features),
         )
     if isinstance(layer, nn.Conv2d):
@@ -313,8 +335,8 @@ def _analyse_conv(conv: nn.Conv2d, shape: tuple[int, ...]) -> _LayerRounding:
     # || |K| * |z| || <= ||K||_F sqrt(patches per pixel) ||z||: each pixel enters
     # at most ceil(k/s) patches along each axis.
     patches = math.ceil(k_h / s_h) * math.ceil(k_w / s_w)
-    relative = gamma * float(torch.linalg.vector_norm(conv.weight)) * math.sqrt(patches)
-    bias = 0.0 if conv.bias is None else float(torch.linalg.vector_norm(conv.bias))
+    relative = gamma * float(scaled_norm(conv.weight)) * math.sqrt(patches)
+    bias = 0.0 if conv.bias is None else float(scaled_norm(conv.bias))
     absolute = gamma * bias * math.sqrt(positions)
     absolute += 2 * n * _SMALLEST_SUBNORMAL * math.sqrt(conv.out_channels * positions)
     return _LayerRounding(_single_layer_bound(conv, tuple(shape[2:])), relative, absolute)
