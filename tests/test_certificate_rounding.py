@@ -267,3 +267,24 @@ def test_weights_edited_through_data_are_seen_by_the_eval_cache():
         layer.weight.data.copy_(torch.eye(3) * 2)  # bypasses the version counter
     assert not torch.allclose(layer(x), first)
     assert torch.allclose(layer(x), x + layer.bias, atol=1e-5)  # eye(3) normalised
+
+
+def test_pipeline_radius_subtracts_the_preprocessing_rounding():
+    """MinMaxScaler computes x * scale + min: near 1e8 it cancels eight digits."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    from sklip.robustness import certified_radius
+
+    X = 1e8 + 7 * np.random.default_rng(5).standard_normal((60, 2))
+    y = X[:, 0] > 1e8
+    clf = LipschitzClassifier(hidden_layer_sizes=(4,), max_epochs=5, batch_size=32, random_state=0)
+    pipe = make_pipeline(MinMaxScaler(), clf).fit(X, y)
+    x = np.array([[99999876.92629288, 100000002.97205848]])
+    x_near = np.array([[99999876.92629288, 100000002.97205846]])  # 1.5e-8 away
+    radius = certified_radius(pipe, x)[0]
+    if pipe.predict(x_near)[0] != pipe.predict(x)[0]:
+        assert radius <= np.linalg.norm(x_near - x)
+    # The classifier's own radius, divided by the scaler's norm, would claim more.
+    inner = pipe[-1].certified_radius(pipe[0].transform(x))[0] / pipe[0].scale_.max()
+    assert radius < inner
