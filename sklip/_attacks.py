@@ -128,6 +128,7 @@ def pgd_attack(
     best = _pgd_search(margin, x0, radius, step, steps, restarts, rng)
     return _within_budget(X, to_numpy(best), budget)
 
+
 def _pgd_search(
     margin: Callable[[Tensor], Tensor],
     x0: Tensor,
@@ -156,6 +157,7 @@ def _pgd_search(
                 best_points[better] = (x0 + delta)[better]
     return best_points
 
+
 def _within_budget(X: np.ndarray, points: np.ndarray, budget: np.ndarray) -> np.ndarray:
     """``points`` pulled toward ``X`` until ``norm(points - X, axis=1) <= budget`` exactly.
 
@@ -179,6 +181,7 @@ def _within_budget(X: np.ndarray, points: np.ndarray, budget: np.ndarray) -> np.
         points[over] = X[over] + delta[over]
     # Coordinates that did not move are X's own bits (x + 0.0 turns -0.0 into 0.0).
     return np.where(points == X, X, points)
+
 
 def counterfactual(
     estimator: Any,
@@ -272,6 +275,7 @@ def counterfactual(
         return result
     return result, _tightness(certified_radius(estimator, X), X_raw, result, reached)
 
+
 def _walk(
     scores: Callable[[Tensor], Tensor], x0: Tensor, max_iter: int, overshoot: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -294,6 +298,7 @@ def _walk(
         reached = _class_margin(scores(points), labels) <= 0
     return to_numpy(points), to_numpy(reached)
 
+
 def _tightness(
     radius: np.ndarray, start: np.ndarray, end: np.ndarray, reached: np.ndarray
 ) -> np.ndarray:
@@ -311,10 +316,12 @@ def _tightness(
     tightness[on_boundary] = np.where(radius[on_boundary] == 0, 1.0, np.inf)
     return tightness
 
+
 def _class_scores(outputs: Tensor) -> Tensor:
     if outputs.shape[1] == 1:
         return torch.cat((torch.zeros_like(outputs), outputs), dim=1)
     return outputs
+
 
 def _class_margin(outputs: Tensor, labels: Tensor) -> Tensor:
     """Score of class ``labels`` minus the best other score (``±f`` for one output)."""
@@ -324,10 +331,12 @@ def _class_margin(outputs: Tensor, labels: Tensor) -> Tensor:
     others = outputs.scatter(1, labels[:, None], -torch.inf).amax(dim=1)
     return own - others
 
+
 def _project(delta: Tensor, radius: Tensor) -> Tensor:
     """Closest point of the L2 ball of the given radius (per row)."""
     norms = delta.norm(dim=1, keepdim=True)
     return delta * torch.clamp(radius / norms.clamp_min(1e-12), max=1.0)
+
 
 def _random_in_ball(shape: tuple[int, ...], rng: np.random.RandomState) -> Tensor:
     """Uniform points in the unit L2 ball."""
@@ -335,6 +344,7 @@ def _random_in_ball(shape: tuple[int, ...], rng: np.random.RandomState) -> Tenso
     direction = rng.standard_normal((n, d))
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     return torch.as_tensor(direction * rng.uniform(size=(n, 1)) ** (1.0 / d))
+
 
 def _check_integer(value: Any, name: str, *, minimum: int) -> None:
     """An integer (not a bool) of at least ``minimum`` (0 or 1), else an error naming it."""
@@ -344,6 +354,7 @@ def _check_integer(value: Any, name: str, *, minimum: int) -> None:
         kind = "positive" if minimum == 1 else "non-negative"
         raise ValueError(f"{name} must be a {kind} integer, got {value}.")
 
+
 def _check_real(value: Any, name: str, *, allow_zero: bool) -> None:
     """A finite real number, > 0 (or >= 0 with ``allow_zero``), else an error naming it."""
     if isinstance(value, bool) or not isinstance(value, Real):
@@ -352,6 +363,7 @@ def _check_real(value: Any, name: str, *, allow_zero: bool) -> None:
         kind = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{name} must be finite and {kind}, got {value!r}.")
 
+
 def as_float_array(value: Any, name: str) -> np.ndarray:
     """``value`` as float64, or a ValueError naming it (not numpy's anonymous one)."""
     try:
@@ -359,6 +371,7 @@ def as_float_array(value: Any, name: str) -> np.ndarray:
     except (TypeError, ValueError) as error:
         message = f"{name} must be a number or an array of numbers, got {value!r}."
         raise ValueError(message) from error
+
 
 def _budget(eps: Any, n_samples: int) -> np.ndarray:
     """``eps`` as one finite, non-negative radius per sample."""
@@ -373,6 +386,7 @@ def _budget(eps: Any, n_samples: int) -> np.ndarray:
     if not np.all(np.isfinite(budget)) or np.any(budget < 0):
         raise ValueError("eps must be finite and non-negative.")
     return budget
+
 
 def _random_state(random_state: Any) -> np.random.RandomState:
     """``check_random_state``, with an error that names the argument."""

@@ -50,6 +50,7 @@ from .nn import ACTIVATIONS, FrozenNetwork, hkr_coefficients, lipschitz_cnn, lip
 _DTYPES = [np.float64, np.float32]  # float32 stays float32 (exact in float64); the rest float64
 _PREDICT_CHUNK = 4096  # rows per forward pass at predict time: bounds memory
 
+
 class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
     """Shared machinery; not an estimator by itself."""
 

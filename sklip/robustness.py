@@ -123,6 +123,7 @@ def radius_from_outputs(
     # one step of 2**-1074 instead, hence the absolute term.
     return np.maximum(radius * (1.0 - 8.0 * 2.0**-53) - 4.0 * 2.0**-1074, 0.0)
 
+
 def _multiclass_radius(
     outputs: np.ndarray, pairwise: Any, slack: np.ndarray, error_growth: float
 ) -> np.ndarray:
@@ -147,6 +148,7 @@ def _multiclass_radius(
     ratios = gaps / denominators[predicted]
     ratios[rows, predicted] = np.inf
     return ratios.min(axis=1)
+
 
 def certified_accuracy(estimator: Any, X: Any, y: Any, eps: float | Any) -> float | np.ndarray:
     """Fraction of points correctly classified *and* certified at radius ``eps``.
@@ -195,6 +197,7 @@ def certified_accuracy(estimator: Any, X: Any, y: Any, eps: float | Any) -> floa
     curve = certified_accuracy_curve(correct, certified_radius(estimator, X), eps_array.ravel())
     return float(curve[0]) if eps_array.ndim == 0 else curve.reshape(eps_array.shape)
 
+
 def certified_accuracy_curve(
     correct: np.ndarray, radius: np.ndarray, eps: np.ndarray
 ) -> np.ndarray:
@@ -211,6 +214,7 @@ def certified_accuracy_curve(
     if not np.all(np.isfinite(eps)) or np.any(eps < 0):
         raise ValueError("eps must be finite and non-negative.")
     return np.mean(correct[None, :] & (radius[None, :] >= eps[:, None]), axis=1)
+
 
 def make_certified_scorer(eps: float) -> Callable[[Any, Any, Any], float]:
     """A scikit-learn scorer: certified accuracy at radius ``eps`` (higher is better).

@@ -60,6 +60,7 @@ def rounding_slack(*dimensions: int) -> float:
     """
     return 1.0 + 64.0 * sum(dimensions) * UNIT_ROUNDOFF
 
+
 _ONE_LIPSCHITZ = (
     GroupSort,
     FullSort,
