@@ -80,9 +80,7 @@ LIPSCHITZ = ("deel-torchlip", "sklip defaults", "sklip grid")
 
 
 def _scales() -> tuple[np.ndarray, np.ndarray]:
-    X, y = make_classification(
-        2000, n_features=10, n_informative=6, n_redundant=2, random_state=0
-    )
+    X, y = make_classification(2000, n_features=10, n_informative=6, n_redundant=2, random_state=0)
     return X * np.logspace(-3, 3, X.shape[1]), y
 
 
@@ -94,13 +92,24 @@ DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
     "moons": lambda: make_moons(2000, noise=0.2, random_state=0),
     "circles": lambda: make_circles(2000, noise=0.1, factor=0.5, random_state=0),
     "classification 2": lambda: make_classification(
-        20000, n_features=40, n_informative=20, n_redundant=10, flip_y=0.01,
-        class_sep=0.8, random_state=0,
-    ),  # fmt: skip
+        20000,
+        n_features=40,
+        n_informative=20,
+        n_redundant=10,
+        flip_y=0.01,
+        class_sep=0.8,
+        random_state=0,
+    ),
     "classification 5": lambda: make_classification(
-        20000, n_features=40, n_informative=20, n_redundant=10, flip_y=0.01,
-        class_sep=0.8, n_classes=5, random_state=0,
-    ),  # fmt: skip
+        20000,
+        n_features=40,
+        n_informative=20,
+        n_redundant=10,
+        flip_y=0.01,
+        class_sep=0.8,
+        n_classes=5,
+        random_state=0,
+    ),
     UNSCALED: _scales,
 }
 
@@ -340,7 +349,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None,
                         help="sklip's max_epochs (default: its own default)")  # fmt: skip
     parser.add_argument("--max-rows", type=int, default=None,
-                        help="stratified subsample of larger sets (stated in the output)")  # fmt: skip
+                        help="stratified subsample of larger sets (stated)")  # fmt: skip
     parser.add_argument("--no-grid", action="store_true", help="skip the GridSearchCV row")
     parser.add_argument("--smoke", action="store_true", help="toy sizes, for the tests")
     parser.add_argument("--no-record", action="store_true", help="print only")
