@@ -179,6 +179,25 @@ def grid_model(model: object, X: np.ndarray, y: np.ndarray, scaled: bool) -> Gri
     return GridSearchCV(model, grid, cv=inner, n_jobs=1)
 
 
+def parse_rule(spec: str) -> tuple[float, float, float]:
+    """``"0.25*D50@100"`` -> (0.25, 0.50, 100.0): margin = 0.25 x the 50 % quantile of
+    the distance to the nearest other-class point, alpha = 100."""
+    fraction, rest = spec.split("*D")
+    quantile, alpha = rest.split("@")
+    return float(fraction), float(quantile) / 100, float(alpha)
+
+
+def rule_model(spec: str, X: np.ndarray, y: np.ndarray, scaled: bool, epochs: int | None):
+    """sklip with a data-aware margin, measured on the features the classifier sees
+    (standardised on the training fold, or raw without a scaler)."""
+    fraction, quantile, alpha = parse_rule(spec)
+    Z = StandardScaler().fit_transform(X) if scaled else X
+    margin = fraction * float(np.quantile(nearest_other_class(Z, y), quantile))
+    model = sklip_model(scaled, epochs)
+    prefix = "lipschitzclassifier__" if scaled else ""
+    return model.set_params(**{f"{prefix}alpha": alpha, f"{prefix}margin": margin}), margin
+
+
 def certify(model: object, X: np.ndarray, y: np.ndarray, eps: np.ndarray, scale: np.ndarray,
             scaled: bool) -> np.ndarray:  # fmt: skip
     """Certified accuracy at ``eps`` (standardised units), through the raw-space API."""
@@ -244,8 +263,9 @@ def evaluate(name: str, args) -> tuple[list[Row], np.ndarray]:
     models = baselines(scaled, args.smoke)
     models["sklip defaults"] = sklip_model(scaled, args.epochs)
     rows = {model: Row(model) for model in [*models, "deel-torchlip", "sklip grid"]}
-    if args.no_grid:
-        del rows["sklip grid"]
+    if args.no_grid or (args.grid_max_rows and len(X) > args.grid_max_rows):
+        rows["sklip grid"].note = "not run (--no-grid or --grid-max-rows)"
+    rows.update({f"sklip rule {spec}": Row(f"sklip rule {spec}") for spec in args.rules})
     for train, test in folds:
         X_train, y_train, X_test, y_test = X[train], y[train], X[test], y[test]
         scale = StandardScaler().fit(X_train).scale_
@@ -259,7 +279,7 @@ def evaluate(name: str, args) -> tuple[list[Row], np.ndarray]:
             fitted[model_name] = model
         sklip = fitted["sklip defaults"]
         rows["sklip defaults"].certified.append(certify(sklip, X_test, y_test, eps, scale, scaled))
-        if "sklip grid" in rows:
+        if not rows["sklip grid"].note.startswith("not run"):
             search = grid_model(sklip_model(scaled, args.epochs), X_train, y_train, scaled)
             started = time.perf_counter()
             search.fit(X_train, y_train)
@@ -270,6 +290,15 @@ def evaluate(name: str, args) -> tuple[list[Row], np.ndarray]:
             row.certified.append(certify(best, X_test, y_test, eps, scale, scaled))
             chosen = {key.split("__")[-1]: value for key, value in search.best_params_.items()}
             row.note += f"{chosen['alpha']:g}/{chosen['margin']:g} "
+        for spec in args.rules:
+            model, margin = rule_model(spec, X_train, y_train, scaled, args.epochs)
+            started = time.perf_counter()
+            model.fit(X_train, y_train)
+            row = rows[f"sklip rule {spec}"]
+            row.seconds.append(time.perf_counter() - started)
+            row.accuracy.append(model.score(X_test, y_test))
+            row.certified.append(certify(model, X_test, y_test, eps, scale, scaled))
+            row.note += f"{margin:.3g} "
         try:
             classifier = sklip[-1] if scaled else sklip
             Z_train = (X_train - X_train.mean(axis=0)) / scale if scaled else X_train
@@ -310,6 +339,8 @@ def table(results: dict[str, tuple[list[Row], np.ndarray]]) -> str:
             note = row.note
             if row.model == "sklip grid":
                 note = f"alpha/margin per fold: {row.note.strip()}"
+            elif row.model.startswith("sklip rule"):
+                note = f"margin per fold: {row.note.strip()}"
             lines.append(
                 f"| {name} | {radii} | {row.model} | {_mean_std(row.accuracy)} | "
                 f"{np.mean(row.seconds):.2f} | " + " | ".join(certs) + f" | {note} |"
@@ -330,7 +361,7 @@ def goals(results: dict[str, tuple[list[Row], np.ndarray]]) -> str:
         default = np.mean(by["sklip defaults"].accuracy)
         gap = 100 * (default - best)
         cells = [f"{best:.3f}", f"{default:.3f} ({gap:+.1f})", "yes" if gap >= -1 else "NO"]
-        if "sklip grid" in by:
+        if by["sklip grid"].accuracy:
             grid = np.mean(by["sklip grid"].accuracy)
             grid_gap = 100 * (grid - best)
             cells += [f"{grid:.3f} ({grid_gap:+.1f})", "yes" if grid_gap >= -0.5 else "NO"]
@@ -339,6 +370,21 @@ def goals(results: dict[str, tuple[list[Row], np.ndarray]]) -> str:
         ratio = np.mean(by["sklip defaults"].seconds) / np.mean(by["MLPClassifier"].seconds)
         cells += [f"{ratio:.2f}", "yes" if ratio <= 3 else "NO"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    rules = sorted({row.model for rows, _ in results.values() for row in rows
+                    if row.model.startswith("sklip rule")})  # fmt: skip
+    if rules:
+        lines += ["", "| data | " + " | ".join(f"{r} (gap, time / MLP)" for r in rules) + " |",
+                  "|---" * (1 + len(rules)) + "|"]  # fmt: skip
+        for name, (rows, _) in results.items():
+            by = {row.model: row for row in rows}
+            best = max(np.mean(by[m].accuracy) for m in ("LogisticRegression", "MLPClassifier"))
+            mlp = np.mean(by["MLPClassifier"].seconds)
+            cells = [
+                f"{np.mean(by[r].accuracy):.3f} ({100 * (np.mean(by[r].accuracy) - best):+.1f}, "
+                f"{np.mean(by[r].seconds) / mlp:.2f}x)"
+                for r in rules
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -351,6 +397,11 @@ def main() -> None:
     parser.add_argument("--max-rows", type=int, default=None,
                         help="stratified subsample of larger sets (stated)")  # fmt: skip
     parser.add_argument("--no-grid", action="store_true", help="skip the GridSearchCV row")
+    parser.add_argument("--rules", nargs="*", default=[],
+                        help="candidate data-aware margins, e.g. 0.25*D50@100: margin = "
+                        "0.25 x median nearest-other-class distance, alpha = 100")  # fmt: skip
+    parser.add_argument("--grid-max-rows", type=int, default=None,
+                        help="run the grid only on sets with at most this many rows")  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="toy sizes, for the tests")
     parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args()
@@ -362,6 +413,8 @@ def main() -> None:
         f"every model; sklip max_epochs {args.epochs or 'default'}; "
         f"{torch.get_num_threads()} torch threads, n_jobs=1"
     )
+    if args.grid_max_rows and not args.no_grid:
+        setting += f"; grid search only on sets of at most {args.grid_max_rows} rows"
     if args.max_rows:
         setting += f"; sets above {args.max_rows} rows subsampled (stratified) to about that"
     if args.smoke:
@@ -387,9 +440,11 @@ def main() -> None:
         )
         # A run of part of the suite has its own block, named by its data sets.
         name, title = "tabular.py", "Tabular suite: sklip vs scikit-learn (issue 14)"
-        if args.datasets != list(DATASETS):
-            name += ": " + ", ".join(args.datasets)
-            title += ": " + ", ".join(args.datasets)
+        part = [] if args.datasets == list(DATASETS) else list(args.datasets)
+        part += [f"rules {' '.join(args.rules)}"] if args.rules else []
+        if part:
+            name += ": " + ", ".join(part)
+            title += ": " + ", ".join(part)
         record(name, title, markdown)
 
 
