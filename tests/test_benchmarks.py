@@ -68,3 +68,29 @@ def test_wasserstein_benchmark_finds_the_known_distance():
     row = next(line for line in result.stdout.splitlines() if line.startswith("| sklip |"))
     estimate = float(row.split("|")[4])
     assert abs(estimate - 2.0) < 0.1  # translated Gaussians, |v| = 2: W1 is exactly 2
+
+
+@pytest.mark.slow
+def test_tabular_benchmark_runs_at_smoke_size():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "tabular.py"), "--smoke", "--no-record"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")]
+    for data in ("iris", "moons"):
+        for model in ("LogisticRegression", "SVC", "MLPClassifier", "HistGradientBoosting",
+                      "sklip defaults", "sklip grid", "deel-torchlip"):  # fmt: skip
+            row = next(r for r in rows if r[1].strip() == data and r[3].strip() == model)
+            if model == "deel-torchlip" and row[4].strip() == "-":
+                assert "skipped" in row[9]  # deel-torchlip missing: said so
+                continue
+            assert 0.3 < float(row[4].split("±")[0]) <= 1.0
+            if model.startswith(("sklip", "deel")):
+                certs = [float(cell) for cell in row[6:9]]
+                assert certs == sorted(certs, reverse=True)  # never grows with the radius
+                assert certs[0] <= float(row[4].split("±")[0]) + 1e-9
+    goals = [r for r in rows if r[1].strip() in ("iris", "moons") and len(r) == 10
+             and r[4].strip() in ("yes", "NO")]  # fmt: skip
+    assert len(goals) == 2  # the goals table: one line per data set
