@@ -47,6 +47,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from numbers import Integral
 from typing import NamedTuple
 
 import torch
@@ -161,8 +162,9 @@ class FrozenNetwork:
 
     def __init__(self, module: nn.Module, n_features: int) -> None:
         _check_finite_weights(module)  # before the SVDs of the export, which NaN breaks
-        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+        if isinstance(n_features, bool) or not isinstance(n_features, Integral) or n_features < 1:
             raise ValueError(f"n_features must be a positive integer, got {n_features!r}.")
+        n_features = int(n_features)
         plain = export(module).double()
         for parameter in plain.parameters():
             parameter.requires_grad_(False)
