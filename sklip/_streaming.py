@@ -54,6 +54,12 @@ def fit_in_chunks(
     to classifiers only). For sklip's estimators, ``partial_fit``'s summary
     (``temperature_``, ``distance_``) is computed on the last chunk only.
 
+    All or nothing: if a chunk raises (a NaN row in chunk 5, say), the
+    estimator is restored as it was before the call, and the error
+    propagates. Ctrl-C stops the whole loop, with a warning: the estimator is
+    then as after the last completed chunk, its summary computed on that
+    chunk, so every figure belongs to the published network.
+
     Parameters
     ----------
     estimator : estimator with ``partial_fit``
