@@ -334,6 +334,13 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
             self.classes_ = classes
         return X, labels, weights
 
+    def _summarise_chunk(self, X: Any, y: Any, sample_weight: Any) -> None:
+        """``partial_fit``'s summary (``_after_training``) of a chunk, without training."""
+        X, y = self._validate_X(X, y, reset=False)
+        weights = self._targets_and_weights(X, y, sample_weight)
+        _, labels = self._chunk_labels(y, None, first=False)
+        self._after_training(X, labels, weights)
+
     def _chunk_labels(self, y: np.ndarray, classes: Any, first: bool) -> tuple[Any, np.ndarray]:
         """The classes (given on the first call, fixed after) and the chunk's class indices."""
         if first:

@@ -136,7 +136,8 @@ def fit_in_chunks(
             y_chunk = None if y is None else read_rows(y, start, stop)
             weights = None if sample_weight is None else read_rows(sample_weight, start, stop)
             if train_only is not None and 0 < index < len(visits) - 1:
-                unsummarised = train_only(X_chunk, y_chunk, classes, weights)
+                train_only(X_chunk, y_chunk, classes, weights)
+                unsummarised = (start, stop)  # re-read if needed: one chunk in memory at a time
             else:
                 kwargs = {"classes": classes} if is_classifier(estimator) else {}
                 if weights is not None:
@@ -144,12 +145,17 @@ def fit_in_chunks(
                 estimator.partial_fit(X_chunk, y_chunk, **kwargs)
                 unsummarised = None
             completed += 1
+            del X_chunk, y_chunk, weights
     except KeyboardInterrupt:
         # Ctrl-C stops the whole loop. Each chunk's partial_fit is all or
         # nothing, so the estimator is as after the last completed chunk; its
         # summary (temperature_, distance_) is brought up to that chunk.
         if unsummarised is not None:
-            estimator._after_training(*unsummarised)
+            start, stop = unsummarised
+            weights = None if sample_weight is None else read_rows(sample_weight, start, stop)
+            estimator._summarise_chunk(
+                read_rows(X, start, stop), read_rows(y, start, stop), weights
+            )
         warnings.warn(
             f"fit_in_chunks interrupted: stopped after {completed} of {len(visits)} chunks; "
             "the estimator is as after the last completed chunk.",
