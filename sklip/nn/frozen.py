@@ -87,9 +87,8 @@ def scaled_norm(tensor: Tensor, dim: int | None = None) -> Tensor:
         peak = rows.abs().amax(dim=-1, keepdim=True)
         safe = torch.where(peak > 0, peak, torch.ones_like(peak))
         norm = norm.clone()
-        norm[extreme] = (torch.linalg.vector_norm(rows / safe, dim=-1, keepdim=True) * peak)[
-            ..., 0
-        ]
+        rescaled = torch.linalg.vector_norm(rows / safe, dim=-1) * peak[..., 0]
+        norm[extreme] = rescaled
     return norm
 
 
