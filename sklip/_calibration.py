@@ -8,16 +8,26 @@ import numpy as np
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, stable for large scores."""
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
+    """Row-wise softmax, stable for large scores (an infinite top score takes it all)."""
+    exp = np.exp(_shifted(scores))
     return exp / exp.sum(axis=1, keepdims=True)
 
 
 def log_softmax(scores: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax: finite wherever the scores are, however far apart."""
-    shifted = scores - scores.max(axis=1, keepdims=True)
+    shifted = _shifted(scores)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _shifted(scores: np.ndarray) -> np.ndarray:
+    """``scores`` minus each row's maximum, with the maximum itself at exactly 0.
+
+    Written so that a row whose top score overflowed to inf gives 0 there (and
+    -inf elsewhere) instead of inf - inf = NaN.
+    """
+    top = scores.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        return np.where(scores == top, 0.0, scores - top)
 
 
 def weighted_log_loss(

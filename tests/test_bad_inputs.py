@@ -182,3 +182,16 @@ def test_radius_from_one_dimensional_outputs_is_a_named_error():
         radius_from_outputs(np.array([1.0, -2.0]), 1.0)
     with pytest.raises(ValueError, match="error"):
         radius_from_outputs(np.array([[1.0]]), 1.0, error=np.array([-1.0]))
+
+
+def test_probabilities_stay_defined_when_scores_overflow(blobs):
+    X, y = blobs
+    clf = _small().fit(X, y)
+    signs = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1).T
+    extreme = 1.7e308 * signs  # every corner: some score is +inf, some -inf
+    scores = clf.decision_function(extreme)
+    assert np.isposinf(scores).any() and np.isneginf(scores).any()
+    proba = clf.predict_proba(extreme)
+    assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(axis=1), 1)
+    assert np.array_equal(clf.classes_[proba.argmax(axis=1)], clf.predict(extreme))
+    assert not np.isnan(clf.predict_log_proba(extreme)).any()
