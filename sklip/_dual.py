@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .nn.bounds import gamma, round_down
+
 
 def dual_value(potential: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
     """Weighted mean of the potential on set 1 minus that on set 0 (0 for an empty set)."""
@@ -35,10 +37,9 @@ def certified_lower_bound(
     for k in (0, 1):
         mask = labels == k
         w = weights[mask]
-        gamma = (mask.sum() + 2) * 2.0**-53 * 2
-        slack += float(np.dot(w, error[mask] + gamma * np.abs(potential[mask])) / w.sum())
-    bound = max(dual - slack * (1 + 1e-9), 0.0) / lipschitz_constant
-    return bound * (1.0 - 8.0 * 2.0**-53)
+        means = 2 * gamma(int(mask.sum()) + 2)
+        slack += float(np.dot(w, error[mask] + means * np.abs(potential[mask])) / w.sum())
+    return float(round_down(np.array((dual - slack * (1 + 1e-9)) / lipschitz_constant)))
 
 
 def midpoint(potential: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:

@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 
 from .nn import rounding_slack
+from .nn.bounds import gamma, round_down
 
 
 def unwrap(estimator: Any) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None]:
@@ -170,8 +171,7 @@ def certified_radius(estimator: Any, X: Any) -> np.ndarray:
         return classifier.certified_radius(X)
     Z, error, ball_error, growth, lipschitz = _rounded_transform(estimator, X)
     radius = (classifier.certified_radius(Z) - error - ball_error) / (lipschitz + growth)
-    radius = np.where(np.isfinite(radius) & (radius > 0), radius, 0.0)
-    return np.maximum(radius * (1.0 - 8.0 * 2.0**-53) - 4.0 * 2.0**-1074, 0.0)
+    return round_down(radius)
 
 
 def _rounded_transform(
@@ -242,20 +242,16 @@ def _step_rounding(step: Any, Z_in: np.ndarray, Z_out: Any) -> tuple[float, Any,
     if kind is FunctionTransformer:
         return 0.0, np.zeros(len(Z)), 0.0, norm
     if kind is StandardScaler or kind is MaxAbsScaler:
-        return _gamma(3 + extra, unit), out, norm, norm
+        return gamma(3 + extra, unit), out, norm, norm
     if kind is MinMaxScaler:
         scaled = _row_norms(Z_in * step.scale_)
-        return _gamma(3 + extra, unit), scaled + out, float(np.abs(step.scale_).max()) + norm, norm
+        return gamma(3 + extra, unit), scaled + out, float(np.abs(step.scale_).max()) + norm, norm
     # PCA(whiten=False): affine_map has refused everything else
     absolute = np.abs(step.components_.T)
     magnitude = _row_norms(np.abs(Z_in) @ absolute) + _row_norms(np.abs(step.mean_) @ absolute)
     frobenius = float(np.linalg.norm(step.components_))
     n_terms = Z_in.shape[1] + 3 + extra
-    return _gamma(n_terms, unit), magnitude + out, frobenius + norm, norm
-
-
-def _gamma(n: int, unit: float) -> float:
-    return n * unit / (1.0 - n * unit)
+    return gamma(n_terms, unit), magnitude + out, frobenius + norm, norm
 
 
 def _row_norms(matrix: np.ndarray) -> np.ndarray:

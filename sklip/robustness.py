@@ -23,6 +23,7 @@ import numpy as np
 from ._attacks import as_float_array, counterfactual, pgd_attack
 from ._display import CertifiedAccuracyDisplay
 from ._pipeline import certified_radius, check_inputs, check_labels, unwrap
+from .nn.bounds import round_down
 
 __all__ = [
     "CertifiedAccuracyDisplay",
@@ -118,10 +119,7 @@ def radius_from_outputs(
             radius = (np.abs(outputs[:, 0]) - slack) / (lipschitz_constant + error_growth)
         else:
             radius = _multiclass_radius(outputs, pairwise, slack, error_growth)
-    radius = np.where(np.isfinite(radius) & (radius > 0), radius, 0.0)
-    # Relative rounding for normal results; a subnormal result rounds by up to
-    # one step of 2**-1074 instead, hence the absolute term.
-    return np.maximum(radius * (1.0 - 8.0 * 2.0**-53) - 4.0 * 2.0**-1074, 0.0)
+    return round_down(radius)
 
 
 def _multiclass_radius(

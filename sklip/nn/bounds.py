@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -47,6 +48,38 @@ __all__ = [
 ]
 
 UNIT_ROUNDOFF = 2.0**-53  # float64's unit roundoff u
+SMALLEST_SUBNORMAL = 2.0**-1074  # the absolute rounding step below float64's normal range
+
+
+def gamma(n: int, unit: float = UNIT_ROUNDOFF) -> float:
+    """Higham's :math:`\\gamma_n = nu / (1 - nu)`: relative error of an n-term dot product.
+
+    Examples
+    --------
+    >>> from sklip.nn.bounds import gamma
+    >>> gamma(1) > 2.0**-53
+    True
+    """
+    return n * unit / (1.0 - n * unit)
+
+
+def round_down(values: np.ndarray) -> np.ndarray:
+    """A computed certified quantity (a radius, a lower bound) lowered past its own rounding.
+
+    The few divisions and subtractions that produce it round by a relative
+    ``u`` each for normal results, and by up to one subnormal step below the
+    normal range: ``8 u`` and 4 steps cover them. Non-finite or negative
+    values certify nothing and become 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklip.nn.bounds import round_down
+    >>> round_down(np.array([1.0, -1.0, np.nan, np.inf]))
+    array([1., 0., 0., 0.])
+    """
+    values = np.where(np.isfinite(values) & (values > 0), values, 0.0)
+    return np.maximum(values * (1.0 - 8.0 * UNIT_ROUNDOFF) - 4.0 * SMALLEST_SUBNORMAL, 0.0)
 
 
 def rounding_slack(*dimensions: int) -> float:

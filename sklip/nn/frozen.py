@@ -55,13 +55,19 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .activations import FullSort, GroupSort
-from .bounds import UNIT_ROUNDOFF, _single_layer_bound, leaf_layers, pairwise_lipschitz_bound
+from .bounds import (
+    SMALLEST_SUBNORMAL,
+    UNIT_ROUNDOFF,
+    _single_layer_bound,
+    gamma,
+    leaf_layers,
+    pairwise_lipschitz_bound,
+)
 from .export import export
 from .layers import ImageView, L2NormPool2d
 
 __all__ = ["FrozenNetwork", "FrozenOutputs", "scaled_norm"]
 
-_SMALLEST_SUBNORMAL = 2.0**-1074
 _BOUND_SAFETY = 1.0 + 1e-9  # covers the rounding of evaluating the error bound
 _EXACT = (GroupSort, FullSort, nn.ReLU, nn.Identity, nn.Flatten, nn.Unflatten, ImageView)
 
@@ -90,11 +96,6 @@ def scaled_norm(tensor: Tensor, dim: int | None = None) -> Tensor:
         rescaled = torch.linalg.vector_norm(rows / safe, dim=-1) * peak[..., 0]
         norm[extreme] = rescaled
     return norm
-
-
-def _gamma(n: int) -> float:
-    """Higham's :math:`\\gamma_n = nu / (1 - nu)`: relative error of an n-term dot product."""
-    return n * UNIT_ROUNDOFF / (1.0 - n * UNIT_ROUNDOFF)
 
 
 @dataclass(frozen=True)
@@ -317,12 +318,12 @@ def _analyse(layer: nn.Module, shape: tuple[int, ...]) -> _LayerRounding:
     """Lipschitz bound and rounding coefficients of one plain float64 layer."""
     if isinstance(layer, nn.Linear):
         n = layer.in_features
-        gamma = _gamma(n + 1)
+        rounding = gamma(n + 1)
         bias = 0.0 if layer.bias is None else float(scaled_norm(layer.bias))
         return _LayerRounding(
             _single_layer_bound(layer, None),
-            gamma * float(scaled_norm(layer.weight)),
-            gamma * bias + 2 * n * _SMALLEST_SUBNORMAL * math.sqrt(layer.out_features),
+            rounding * float(scaled_norm(layer.weight)),
+            rounding * bias + 2 * n * SMALLEST_SUBNORMAL * math.sqrt(layer.out_features),
         )
     if isinstance(layer, nn.Conv2d):
         return _analyse_conv(layer, shape)
@@ -341,17 +342,17 @@ def _analyse_conv(conv: nn.Conv2d, shape: tuple[int, ...]) -> _LayerRounding:
     k_h, k_w = conv.kernel_size
     s_h, s_w = conv.stride
     n = conv.in_channels * k_h * k_w
-    gamma = _gamma(n + 1)
+    rounding = gamma(n + 1)
     out_h = (shape[2] + 2 * conv.padding[0] - k_h) // s_h + 1
     out_w = (shape[3] + 2 * conv.padding[1] - k_w) // s_w + 1
     positions = out_h * out_w
     # || |K| * |z| || <= ||K||_F sqrt(patches per pixel) ||z||: each pixel enters
     # at most ceil(k/s) patches along each axis.
     patches = math.ceil(k_h / s_h) * math.ceil(k_w / s_w)
-    relative = gamma * float(scaled_norm(conv.weight)) * math.sqrt(patches)
+    relative = rounding * float(scaled_norm(conv.weight)) * math.sqrt(patches)
     bias = 0.0 if conv.bias is None else float(scaled_norm(conv.bias))
-    absolute = gamma * bias * math.sqrt(positions)
-    absolute += 2 * n * _SMALLEST_SUBNORMAL * math.sqrt(conv.out_channels * positions)
+    absolute = rounding * bias * math.sqrt(positions)
+    absolute += 2 * n * SMALLEST_SUBNORMAL * math.sqrt(conv.out_channels * positions)
     return _LayerRounding(_single_layer_bound(conv, tuple(shape[2:])), relative, absolute)
 
 
@@ -368,10 +369,10 @@ def _analyse_pool(pool: L2NormPool2d, shape: tuple[int, ...]) -> _LayerRounding:
     out_h = (shape[2] - pool.kernel_size[0]) // pool.stride[0] + 1
     out_w = (shape[3] - pool.kernel_size[1]) // pool.stride[1] + 1
     outputs = shape[1] * out_h * out_w
-    gamma = _gamma(2 * area + 6)
+    rounding = gamma(2 * area + 6)
     floor = pool.scale * 1e-6 * math.sqrt(outputs)
-    underflow = area * _SMALLEST_SUBNORMAL * 5e5 * pool.scale * math.sqrt(outputs)
-    return _LayerRounding(1.0, gamma, gamma * floor + underflow)
+    underflow = area * SMALLEST_SUBNORMAL * 5e5 * pool.scale * math.sqrt(outputs)
+    return _LayerRounding(1.0, rounding, rounding * floor + underflow)
 
 
 def copy_to_cpu(frozen: FrozenNetwork) -> FrozenNetwork:
