@@ -39,9 +39,14 @@ def atomic(method: Method) -> Method:
 
 
 @contextmanager
-def unchanged_on_error(estimator: Any) -> Iterator[None]:
-    """Restore ``estimator``'s attributes if the block raises (any exception, Ctrl-C too)."""
-    saved = dict(estimator.__dict__)
+def unchanged_on_error(estimator: Any, *, deep: bool = False) -> Iterator[None]:
+    """Restore ``estimator``'s attributes if the block raises (any exception, Ctrl-C too).
+
+    sklip's estimators never modify a fitted attribute in place, so a shallow
+    copy of the attribute dictionary restores them; ``deep`` copies the values
+    too, for estimators of other libraries whose updates happen in place.
+    """
+    saved = copy.deepcopy(estimator.__dict__) if deep else dict(estimator.__dict__)
     try:
         yield
     except BaseException:

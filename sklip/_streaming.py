@@ -10,7 +10,6 @@ stays flat in the size of the file instead of growing to all of it.
 
 from __future__ import annotations
 
-import copy
 import math
 import mmap
 import warnings
@@ -24,6 +23,7 @@ from sklearn.base import is_classifier
 from sklearn.utils import check_random_state
 
 from ._inputs import check_exactly_representable
+from ._state import unchanged_on_error
 
 CHUNK_BYTES = 64 * 2**20  # default chunk: about 64 MB of features
 
@@ -128,46 +128,43 @@ def fit_in_chunks(
     # sklip's estimators train on the middle chunks without partial_fit's
     # summary (a forward pass over the chunk); the first call validates.
     train_only = getattr(estimator, "_partial_fit_hkr", None)
-    before = copy.deepcopy(estimator.__dict__)
-    completed, unsummarised = 0, None
-    try:
-        for index, (start, stop) in enumerate(visits):
-            X_chunk = read_rows(X, start, stop)
-            y_chunk = None if y is None else read_rows(y, start, stop)
-            weights = None if sample_weight is None else read_rows(sample_weight, start, stop)
-            if train_only is not None and 0 < index < len(visits) - 1:
-                train_only(X_chunk, y_chunk, classes, weights)
-                unsummarised = (start, stop)  # re-read if needed: one chunk in memory at a time
-            else:
-                kwargs = {"classes": classes} if is_classifier(estimator) else {}
-                if weights is not None:
-                    kwargs["sample_weight"] = weights
-                estimator.partial_fit(X_chunk, y_chunk, **kwargs)
-                unsummarised = None
-            completed += 1
-            del X_chunk, y_chunk, weights
-    except KeyboardInterrupt:
-        # Ctrl-C stops the whole loop. Each chunk's partial_fit is all or
-        # nothing, so the estimator is as after the last completed chunk; its
-        # summary (temperature_, distance_) is brought up to that chunk.
-        if unsummarised is not None:
-            start, stop = unsummarised
-            weights = None if sample_weight is None else read_rows(sample_weight, start, stop)
-            estimator._summarise_chunk(
-                read_rows(X, start, stop), read_rows(y, start, stop), weights
+    # Any error but Ctrl-C leaves the estimator as it was before the call, not
+    # half-trained with figures of an older network (a deep copy: estimators of
+    # other libraries update their attributes in place).
+    with unchanged_on_error(estimator, deep=True):
+        completed, unsummarised = 0, None
+        try:
+            for index, (start, stop) in enumerate(visits):
+                X_chunk = read_rows(X, start, stop)
+                y_chunk = None if y is None else read_rows(y, start, stop)
+                weights = None if sample_weight is None else read_rows(sample_weight, start, stop)
+                if train_only is not None and 0 < index < len(visits) - 1:
+                    train_only(X_chunk, y_chunk, classes, weights)
+                    unsummarised = (start, stop)  # re-read if needed: one chunk in memory
+                else:
+                    kwargs = {"classes": classes} if is_classifier(estimator) else {}
+                    if weights is not None:
+                        kwargs["sample_weight"] = weights
+                    estimator.partial_fit(X_chunk, y_chunk, **kwargs)
+                    unsummarised = None
+                completed += 1
+                del X_chunk, y_chunk, weights
+        except KeyboardInterrupt:
+            # Ctrl-C stops the whole loop. Each chunk's partial_fit is all or
+            # nothing, so the estimator is as after the last completed chunk;
+            # its summary (temperature_, distance_) is brought up to that chunk.
+            if unsummarised is not None:
+                start, stop = unsummarised
+                weights = None if sample_weight is None else read_rows(sample_weight, start, stop)
+                estimator._summarise_chunk(
+                    read_rows(X, start, stop), read_rows(y, start, stop), weights
+                )
+            warnings.warn(
+                f"fit_in_chunks interrupted: stopped after {completed} of {len(visits)} "
+                "chunks; the estimator is as after the last completed chunk.",
+                UserWarning,
+                stacklevel=2,
             )
-        warnings.warn(
-            f"fit_in_chunks interrupted: stopped after {completed} of {len(visits)} chunks; "
-            "the estimator is as after the last completed chunk.",
-            UserWarning,
-            stacklevel=2,
-        )
-    except BaseException:
-        # Any other error leaves the estimator as it was before the call,
-        # not half-trained with figures of an older network.
-        estimator.__dict__.clear()
-        estimator.__dict__.update(before)
-        raise
     return estimator
 
 
