@@ -239,7 +239,7 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
 
     def _after_training(self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> None:
         """What follows training: ``temperature_``, fitted on the training data."""
-        scores = self._class_scores(self._evaluate(X)[0])
+        scores = self._class_scores(self._evaluate(X))
         self.temperature_ = fit_temperature(scores, labels, weights, self.margin)
 
     def _check_classes(self, classes: np.ndarray) -> None:
@@ -290,12 +290,12 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         is at most ``lipschitz_constant_`` times the L2 distance from ``x`` to
         the decision boundary.
         """
-        outputs = self._forward(X)[0]
+        outputs = self._forward(X)
         return outputs[:, 0] if outputs.shape[1] == 1 else outputs
 
     def predict(self, X: Any) -> np.ndarray:
         """The class of highest score (``f(x) > 0`` -> ``classes_[1]`` for two classes)."""
-        scores = self._class_scores(self._forward(X)[0])
+        scores = self._class_scores(self._forward(X))
         return self.classes_[scores.argmax(axis=1)]
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -307,7 +307,7 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         scaling). It is a monotone map of the scores, so its argmax is
         ``predict``; ``a`` only sets how confident the probabilities are.
         """
-        scores = self._class_scores(self._forward(X)[0])
+        scores = self._class_scores(self._forward(X))
         return softmax(self.temperature_ * scores)
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
@@ -317,7 +317,7 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         boundary a probability underflows to 0, whose logarithm (-inf) would
         say nothing of how far.
         """
-        scores = self._class_scores(self._forward(X)[0])
+        scores = self._class_scores(self._forward(X))
         return log_softmax(self.temperature_ * scores)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
@@ -360,7 +360,7 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         -------
         ndarray of shape (n_samples,)
         """
-        outputs, _, error = self._forward(X)
+        outputs, _, error = self._forward(X, bounds=True)
         return radius_from_outputs(
             outputs,
             self.lipschitz_constant_,

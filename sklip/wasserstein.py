@@ -239,7 +239,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
                 self.distance_ = self.lower_bound_ = float("nan")
                 self.offset_ = 0.0
             return
-        potential, error, _ = self._evaluate(X)
+        potential, error, _ = self._evaluate(X, bounds=True)
         if dual_value(potential[:, 0], labels, weights) < 0:
             self._negate_critic()
             potential = -potential
@@ -251,7 +251,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         if held_out is not None:
             X_val, labels_val, weights_val = held_out
             self.validation_distance_ = dual_value(
-                self._evaluate(X_val)[0][:, 0], labels_val, weights_val
+                self._evaluate(X_val)[:, 0], labels_val, weights_val
             )
         elif hasattr(self, "validation_distance_"):
             del self.validation_distance_  # a previous fit's: not of this critic
@@ -325,7 +325,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         ``offset_`` centres it halfway between the two sets' mean potentials;
         with ``alpha > 0`` the hinge fixes the zero level and ``offset_ = 0``.
         """
-        return self._forward(X)[0][:, 0] - self.offset_
+        return self._forward(X)[:, 0] - self.offset_
 
     def predict(self, X: Any) -> np.ndarray:
         """The set each point is closer to, in the sense of the potential."""
@@ -352,7 +352,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
                 "score needs both sample sets in y, each with positive sample_weight; got "
                 f"totals {dict(zip(self.classes_.tolist(), totals.tolist(), strict=True))}."
             )
-        return dual_value(self._evaluate(X)[0][:, 0], labels, weights)
+        return dual_value(self._evaluate(X)[:, 0], labels, weights)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

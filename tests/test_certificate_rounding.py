@@ -202,7 +202,7 @@ def test_bound_and_predictions_read_the_same_frozen_weights():
         torch.set_num_threads(previous)
     for before, after in zip(weights, clf.network_.module.parameters(), strict=True):
         assert torch.equal(before, after)
-    _, error, _ = clf._evaluate(X)
+    _, error, _ = clf._evaluate(X, bounds=True)
     assert np.all(np.abs(one - two).max(axis=1) <= 2 * error)
 
 
@@ -288,3 +288,11 @@ def test_pipeline_radius_subtracts_the_preprocessing_rounding():
     # The classifier's own radius, divided by the scaler's norm, would claim more.
     inner = pipe[-1].certified_radius(pipe[0].transform(x))[0] / pipe[0].scale_.max()
     assert radius < inner
+
+
+def test_predictions_without_bounds_are_the_certified_outputs():
+    """predict skips the rounding bounds, not the arithmetic they bound."""
+    X, y = make_blobs(300, centers=3, n_features=5, random_state=0)
+    clf = LipschitzClassifier(hidden_layer_sizes=(16,), max_epochs=3, random_state=0).fit(X, y)
+    bounded, _, _ = clf._evaluate(X, bounds=True)
+    assert np.array_equal(clf.decision_function(X), bounded)

@@ -234,14 +234,25 @@ class FrozenNetwork:
         self.module.to(device)
         return self
 
+    def outputs(self, x: Tensor) -> Tensor:
+        """The outputs alone, for predictions: the layers and arithmetic of ``__call__``.
+
+        The rounding bounds cost a norm per layer and row: only certificates
+        need them.
+        """
+        _check_float64(x)
+        with torch.no_grad():
+            for layer in self.module:
+                x = _apply(layer, x)
+        return x
+
     def __call__(self, x: Tensor) -> FrozenOutputs:
         """Evaluate float64 rows ``x`` (on the network's device); bound the rounding.
 
         Runs without autograd: the activations then take their exact form
         (comparisons only), which the error analysis assumes.
         """
-        if x.dtype != torch.float64:
-            raise TypeError(f"FrozenNetwork evaluates float64 inputs, got {x.dtype}.")
+        _check_float64(x)
         n = x.shape[0]
         error = torch.zeros(n, dtype=torch.float64, device=x.device)
         exact_norms = []  # bound of the exact input norm of each layer
@@ -259,6 +270,11 @@ class FrozenNetwork:
                 certificate += (rounding.relative * norm + rounding.absolute) * after
         error = error * _BOUND_SAFETY
         return FrozenOutputs(z, error, error + certificate * _BOUND_SAFETY)
+
+
+def _check_float64(x: Tensor) -> None:
+    if x.dtype != torch.float64:
+        raise TypeError(f"FrozenNetwork evaluates float64 inputs, got {x.dtype}.")
 
 
 def _apply(layer: nn.Module, z: Tensor) -> Tensor:
