@@ -19,6 +19,7 @@ from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler, MinMaxScale
 from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 
+from ._inputs import naming
 from .nn import rounding_slack
 from .nn.bounds import gamma, round_down
 
@@ -88,23 +89,18 @@ def check_inputs(estimator: Any, X: Any) -> np.ndarray:
 
     No lossy cast: attacks and their budgets are measured on these values.
     Image batches (n, C, H, W) of a CNN classifier are flattened as the
-    classifier itself does. Every problem is a ValueError that names ``X``.
+    classifier itself does. Every problem is a ValueError or TypeError naming ``X``.
     """
     classifier, affine = unwrap(estimator)
-    try:
-        if affine is not None:
-            X = check_array(X, dtype=np.float64, input_name="X")
-            if X.shape[1] != affine[0].shape[0]:
-                raise ValueError(
-                    f"X has {X.shape[1]} features, but the Pipeline is expecting "
-                    f"{affine[0].shape[0]} features as input."
-                )
-            return X
+    if affine is None:  # the classifier's own validation, whose errors name X
         return np.asarray(classifier._validate_X(X, reset=False), dtype=np.float64)
-    except ValueError as error:
-        if str(error).startswith("X "):
-            raise
-        raise ValueError(f"X must be a non-empty 2-D array of finite numbers: {error}") from error
+    X = naming("X", check_array, X, dtype=np.float64, input_name="X")
+    if X.shape[1] != affine[0].shape[0]:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but the Pipeline is expecting "
+            f"{affine[0].shape[0]} features as input."
+        )
+    return X
 
 
 def scoring_module(classifier: Any) -> nn.Module:
