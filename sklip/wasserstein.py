@@ -240,11 +240,12 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
                 self.offset_ = 0.0
             return
         potential, error, _ = self._evaluate(X, bounds=True)
-        if dual_value(potential[:, 0], labels, weights) < 0:
-            self._negate_critic()
-            potential = -potential
         potential = potential[:, 0]
-        self.distance_ = dual_value(potential, labels, weights)
+        value = dual_value(potential, labels, weights)
+        if value < 0:  # negation is exact: -f's dual value is exactly -value
+            self._negate_critic()
+            potential, value = -potential, -value
+        self.distance_ = value
         self.lower_bound_ = certified_lower_bound(
             self.distance_, potential, error, labels, weights, self.lipschitz_constant_
         )
