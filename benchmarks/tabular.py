@@ -207,46 +207,17 @@ def certify(model: object, X: np.ndarray, y: np.ndarray, eps: np.ndarray, scale:
 
 def run_torchlip(X, y, X_test, y_test, epochs: int, eps: np.ndarray, factor: float):
     """deel-torchlip at sklip's default architecture, loss parameters and epochs."""
-    import deel.torchlip as tl  # ImportError: the caller skips the row
-    from training import torch_loop
-
-    from sklip.nn import lipschitz_bound, pairwise_lipschitz_bound
-    from sklip.robustness import certified_accuracy_curve, radius_from_outputs
+    from training import certified, torch_loop, torchlip_export, torchlip_model
 
     classes = np.unique(y)
     y, y_test = np.searchsorted(classes, y), np.searchsorted(classes, y_test)
-    n_out = 1 if len(classes) == 2 else len(classes)
     torch.manual_seed(0)
-    net = tl.Sequential(
-        tl.SpectralLinear(X.shape[1], 128), tl.GroupSort2(),
-        tl.SpectralLinear(128, 128), tl.GroupSort2(),
-        tl.FrobeniusLinear(128, n_out),
-    )  # fmt: skip
-    alpha, margin = 10.0, 1.0  # sklip's defaults, in deel's convention below
-    a = alpha / (1 + alpha)
-    if n_out == 1:
-        loss = tl.HKRLoss(a, min_margin=2 * margin)
-        targets = (2 * y - 1).astype(np.float32)[:, None]
-    else:
-        loss = tl.HKRMulticlassLoss(a, min_margin=2 * margin)
-        targets = np.eye(n_out, dtype=np.float32)[y]
-    X32 = np.asarray(X, dtype=np.float32)
-    torch_loop(net, loss, X32, targets, epochs, 128, "cpu", 0)
-    plain = net.cpu().vanilla_export().eval()
-    bound_net = torch.nn.Sequential(
-        *[layer if isinstance(layer, torch.nn.Linear) else torch.nn.Identity() for layer in plain]
-    )
-    with torch.no_grad():
-        out = plain(torch.as_tensor(np.asarray(X_test, dtype=np.float32))).double().numpy()
-    if n_out == 1:
-        predicted = (out[:, 0] > 0).astype(int)
-        radius = radius_from_outputs(out, lipschitz_bound(bound_net))
-    else:
-        predicted = out.argmax(axis=1)
-        pairwise = pairwise_lipschitz_bound(bound_net).numpy()
-        radius = radius_from_outputs(out, lipschitz_bound(bound_net), pairwise)
-    correct = predicted == y_test
-    return float(correct.mean()), certified_accuracy_curve(correct, radius, eps * factor)
+    net, loss, targets = torchlip_model(X.shape[1], y, len(classes))  # ImportError: skipped
+    torch_loop(net, loss, np.asarray(X, dtype=np.float32), targets, epochs, 128, "cpu", 0)
+    plain, bound_net = torchlip_export(net)
+    X_test = np.asarray(X_test, dtype=np.float32)
+    accuracy, curve = certified(plain, X_test, y_test, bound_net, eps * factor)
+    return accuracy, np.asarray(curve)
 
 
 def evaluate(name: str, args) -> tuple[list[Row], np.ndarray]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,9 +99,13 @@ def datasets(smoke: bool = False) -> dict[str, tuple[np.ndarray, ...]]:
 
 
 def certified(
-    net: nn.Module, X: np.ndarray, y: np.ndarray, bound_net: nn.Module | None = None
+    net: nn.Module,
+    X: np.ndarray,
+    y: np.ndarray,
+    bound_net: nn.Module | None = None,
+    eps: Sequence[float] = EPS,
 ) -> tuple[float, list[float]]:
-    """Accuracy and certified accuracy at EPS of a torch network (1 output: binary).
+    """Accuracy and certified accuracy at ``eps`` of a torch network (1 output: binary).
 
     ``bound_net`` (default ``net``) is what the Lipschitz bounds are computed on.
     """
@@ -116,7 +121,7 @@ def certified(
         pairwise = pairwise_lipschitz_bound(bound_net).numpy()
         radius = radius_from_outputs(out, lipschitz_bound(bound_net), pairwise)
     correct = predicted == y
-    curve = certified_accuracy_curve(correct, radius, np.asarray(EPS))
+    curve = certified_accuracy_curve(correct, radius, np.asarray(eps))
     return float(correct.mean()), curve.tolist()
 
 
@@ -180,13 +185,18 @@ def run_sklip(X, y, epochs, seed, batch=BATCH, device="cpu"):
     return _mean_after_warm_up([r["epoch_time"] for r in clf.history_]), clf.to_torch().float()
 
 
-def run_torchlip(X, y, n_classes, epochs, seed, device="cpu"):
+def torchlip_model(n_features: int, y: np.ndarray, n_classes: int):
+    """deel-torchlip's counterpart of sklip's default MLP, its HKR loss, and the targets.
+
+    The loss takes sklip's alpha and margin through the documented conversion
+    (``a = alpha / (1 + alpha)``, ``min_margin = 2 margin``). Raises ImportError
+    without deel-torchlip.
+    """
     import deel.torchlip as tl
 
-    torch.manual_seed(seed)
     n_out = 1 if n_classes == 2 else n_classes
     net = tl.Sequential(
-        tl.SpectralLinear(X.shape[1], WIDTH), tl.GroupSort2(),
+        tl.SpectralLinear(n_features, WIDTH), tl.GroupSort2(),
         tl.SpectralLinear(WIDTH, WIDTH), tl.GroupSort2(),
         tl.FrobeniusLinear(WIDTH, n_out),
     )  # fmt: skip
@@ -197,14 +207,28 @@ def run_torchlip(X, y, n_classes, epochs, seed, device="cpu"):
     else:
         loss = tl.HKRMulticlassLoss(a, min_margin=2 * MARGIN)
         targets = np.eye(n_classes, dtype=np.float32)[y]
-    seconds = torch_loop(net, loss, X, targets, epochs, BATCH, device, seed)
-    plain = net.cpu().vanilla_export()
-    # Same layers with deel's sorting activations (1-Lipschitz) seen as identities,
-    # which sklip.nn.lipschitz_bound knows: the bound is the product of the dense norms.
+    return net, loss, targets
+
+
+def torchlip_export(net: nn.Module) -> tuple[nn.Sequential, nn.Sequential]:
+    """The trained deel-torchlip network as plain layers, and the net its bound is read on.
+
+    The second is the same layers with deel's sorting activations (1-Lipschitz)
+    seen as identities, which sklip.nn.lipschitz_bound knows: the bound is the
+    product of the dense norms.
+    """
+    plain = net.cpu().vanilla_export().eval()
     shadow = nn.Sequential(
         *[layer if isinstance(layer, nn.Linear) else nn.Identity() for layer in plain]
     )
-    return seconds, plain, shadow
+    return plain, shadow
+
+
+def run_torchlip(X, y, n_classes, epochs, seed, device="cpu"):
+    torch.manual_seed(seed)
+    net, loss, targets = torchlip_model(X.shape[1], y, n_classes)
+    seconds = torch_loop(net, loss, X, targets, epochs, BATCH, device, seed)
+    return (seconds, *torchlip_export(net))
 
 
 def inference_rate(net: nn.Module, X: np.ndarray, chunks: int = 100) -> float:
