@@ -35,6 +35,7 @@ from ._inputs import (
     image_shape_for,
     naming,
 )
+from ._margin import auto_margin
 from ._state import DevicePortable, unchanged_on_error
 from ._training import (
     HKRObjective,
@@ -60,7 +61,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         "conv_channels": ["array-like"],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "alpha": [Interval(Real, 0, None, closed="left")],
-        "margin": [Interval(Real, 0, None, closed="neither")],
+        "margin": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -158,10 +159,23 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
             validation_score = self._validation_score(*held_out)
         n_classes = len(self.classes_)
         n_outputs = n_classes if n_classes > 2 else 1
+        self.margin_ = self._margin_for(*train, rng)
         data = self._training_set(*train, n_outputs)
-        objective = HKRObjective(self.alpha, self.margin)
+        objective = HKRObjective(self.alpha, self.margin_)
         self._fit_network(data, objective, n_outputs, validation_score, rng)
         return full, train, held_out
+
+    def _margin_for(
+        self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray, rng: np.random.RandomState
+    ) -> float:
+        """The hinge margin of this fit: ``margin``, or with "auto" measured on the data.
+
+        See :mod:`sklip._margin` for the rule; it draws from ``rng`` only when
+        it subsamples (more than ``AUTO_SAMPLE`` rows).
+        """
+        if isinstance(self.margin, str):
+            return auto_margin(X, labels, weights, rng)
+        return float(self.margin)
 
     def _fit_network(
         self,
@@ -318,9 +332,14 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
             if first:
                 self.device_ = resolve_device(self.device)
             n_outputs = len(classes) if len(classes) > 2 else 1
+            rng = check_random_state(self.random_state)
+            # "auto" measures the margin on the first chunk and keeps it: the
+            # stream trains one objective.
+            if first or self.margin != "auto":
+                self.margin_ = self._margin_for(X, labels, weights, rng)
             data = self._training_set(X, labels, weights, n_outputs)
-            objective = HKRObjective(self.alpha, self.margin)
-            init_seed, batch_seed = seeds(check_random_state(self.random_state))
+            objective = HKRObjective(self.alpha, self.margin_)
+            init_seed, batch_seed = seeds(rng)
             module, history, n_iter = self._network_to_train(data, n_outputs, init_seed, not first)
             # Each call draws its own batch order; with an int random_state, repeatably.
             self._train_and_publish(

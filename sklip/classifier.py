@@ -240,7 +240,7 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
     def _after_training(self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> None:
         """What follows training: ``temperature_``, fitted on the training data."""
         scores = self._class_scores(self._evaluate(X))
-        self.temperature_ = fit_temperature(scores, labels, weights, self.margin)
+        self.temperature_ = fit_temperature(scores, labels, weights, self.margin_)
 
     def _check_classes(self, classes: np.ndarray) -> None:
         if len(classes) < 2:

@@ -1,0 +1,97 @@
+r"""``margin="auto"``: the hinge margin measured from the geometry of the training data.
+
+The margin is a length in the units of ``X``: the hinge asks every training
+point to be at least that far from the decision boundary. ``margin=1`` means a
+wide berth for standardised features and nothing for pixels in 0..255 or for
+a column in metres next to one in millimetres. The rule here reads the scale
+from the data instead:
+
+.. math::
+    m = c \cdot \operatorname{median}_i \; \min_{j:\, y_j \ne y_i} \lVert x_i - x_j \rVert_2
+
+the (sample-weighted) median, over the training points, of the distance to
+the nearest training point of another class, times ``c = AUTO_FRACTION``.
+Half that distance is the largest radius a point could be certified at if the
+boundary passed midway, so ``c = 1/4`` asks for half of what the geometry
+allows at the typical point: chosen by ``benchmarks/tabular.py`` across its
+nine data sets (see RESULTS.md and the user guide's HKR page).
+
+Cost and determinism: the distances are computed on at most ``AUTO_SAMPLE``
+rows, drawn per class in proportion to the class sizes with the fit's
+``random_state`` (all rows when there are fewer, and then nothing is drawn),
+with brute-force chunked distances: about 0.1 s for 4096 rows of 64 features.
+On a subsample the nearest neighbours are farther than in the whole set, so
+for large data sets the margin is somewhat larger than the formula on all the
+rows would give.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import pairwise_distances_argmin_min
+
+AUTO_FRACTION = 0.25
+AUTO_SAMPLE = 4096
+
+
+def auto_margin(
+    X: np.ndarray, labels: np.ndarray, weights: np.ndarray, rng: np.random.RandomState
+) -> float:
+    """``AUTO_FRACTION`` x the weighted median distance to the nearest other-class point.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        The training features, as the network sees them.
+    labels : ndarray of shape (n_samples,)
+        Class indices.
+    weights : ndarray of shape (n_samples,)
+        Sample weights; rows of weight 0 are left out.
+    rng : numpy.random.RandomState
+        Draws the subsample when there are more than ``AUTO_SAMPLE`` rows
+        (and only then).
+
+    Returns
+    -------
+    float
+        The margin, positive. Rows whose nearest other-class point coincides
+        with them (the same features, another label) say nothing of the
+        scale: if they make the median 0, the median of the positive
+        distances is used, and if every distance is 0 the margin is 1.
+    """
+    rows = _sample(labels, weights, rng)
+    Z, labels, weights = np.asarray(X[rows], dtype=np.float64), labels[rows], weights[rows]
+    distance = np.full(len(rows), np.nan)
+    for label in np.unique(labels):
+        mine = labels == label
+        if mine.all():
+            continue
+        distance[mine] = pairwise_distances_argmin_min(Z[mine], Z[~mine])[1]
+    known = np.isfinite(distance)
+    median = _weighted_median(distance[known], weights[known])
+    if median == 0:
+        positive = distance[known] > 0
+        median = _weighted_median(distance[known][positive], weights[known][positive])
+    return AUTO_FRACTION * median if median > 0 else 1.0
+
+
+def _sample(labels: np.ndarray, weights: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+    """Indices of at most ``AUTO_SAMPLE`` weighted rows, every class kept (stratified)."""
+    rows = np.flatnonzero(weights > 0)
+    if len(rows) <= AUTO_SAMPLE:
+        return rows
+    chosen = []
+    for label in np.unique(labels[rows]):
+        members = rows[labels[rows] == label]
+        take = max(1, round(AUTO_SAMPLE * len(members) / len(rows)))
+        chosen.append(rng.choice(members, size=min(take, len(members)), replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The smallest value with at least half of the total weight at or below it (0 if none)."""
+    if values.size == 0:
+        return 0.0
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
