@@ -94,3 +94,24 @@ def test_tabular_benchmark_runs_at_smoke_size():
     goals = [r for r in rows if r[1].strip() in ("iris", "moons") and len(r) == 10
              and r[4].strip() in ("yes", "NO")]  # fmt: skip
     assert len(goals) == 2  # the goals table: one line per data set
+
+
+@pytest.mark.slow
+def test_tradeoff_benchmark_draws_its_figure_at_smoke_size(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    png = tmp_path / "hkr_tradeoff.png"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "tradeoff.py"), "--smoke", "--no-record",
+         "--figure", str(png)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| moons")]
+    assert len(rows) == 4  # 2 alphas x 2 margins
+    assert any("(auto)" in row[4] for row in rows)  # the margin="auto" column is marked
+    for row in rows:
+        accuracy = float(row[6].split("±")[0])
+        certs = [float(cell) for cell in row[7:10]]
+        assert 0.3 < accuracy <= 1.0
+        assert certs == sorted(certs, reverse=True) and certs[0] <= accuracy + 1e-9
