@@ -12,8 +12,8 @@ Protocol: 5-fold ``StratifiedKFold(shuffle=True, random_state=0)``; every
 model sees the same folds. Rows: LogisticRegression(), SVC(),
 MLPClassifier(max_iter=500), HistGradientBoostingClassifier(), deel-torchlip
 (when importable: SpectralLinear 128 + GroupSort2 twice, FrobeniusLinear, its
-HKR loss at sklip's default alpha and margin, batch 128, Adam at 5e-3, as many
-epochs as sklip's default ran on that fold), sklip with its defaults
+HKR loss at the alpha and margin_ sklip's default fit used on that fold, the
+same batch size, Adam at 5e-3, as many epochs as sklip ran on that fold), sklip with its defaults
 (``LipschitzClassifier(random_state=0)``), and sklip after
 ``GridSearchCV`` (inner stratified 3-fold) over alpha in {10, 100} x margin in
 {0.1, 0.25, 0.5} x D50, D50 being the median distance from a training point to
@@ -205,15 +205,19 @@ def certify(model: object, X: np.ndarray, y: np.ndarray, eps: np.ndarray, scale:
     return np.asarray(certified_accuracy(model, X, y, eps * factor))
 
 
-def run_torchlip(X, y, X_test, y_test, epochs: int, eps: np.ndarray, factor: float):
-    """deel-torchlip at sklip's default architecture, loss parameters and epochs."""
+def run_torchlip(X, y, X_test, y_test, sklip: LipschitzClassifier, eps: np.ndarray,
+                 factor: float):  # fmt: skip
+    """deel-torchlip with the fitted sklip's architecture, alpha, margin_, batch and epochs."""
     from training import certified, torch_loop, torchlip_export, torchlip_model
 
     classes = np.unique(y)
     y, y_test = np.searchsorted(classes, y), np.searchsorted(classes, y_test)
     torch.manual_seed(0)
-    net, loss, targets = torchlip_model(X.shape[1], y, len(classes))  # ImportError: skipped
-    torch_loop(net, loss, np.asarray(X, dtype=np.float32), targets, epochs, 128, "cpu", 0)
+    net, loss, targets = torchlip_model(
+        X.shape[1], y, len(classes), sklip.alpha, sklip.margin_
+    )  # ImportError: the row is skipped
+    X = np.asarray(X, dtype=np.float32)
+    torch_loop(net, loss, X, targets, sklip.n_iter_, sklip.batch_size, "cpu", 0)
     plain, bound_net = torchlip_export(net)
     X_test = np.asarray(X_test, dtype=np.float32)
     accuracy, curve = certified(plain, X_test, y_test, bound_net, eps * factor)
@@ -276,7 +280,7 @@ def evaluate(name: str, args) -> tuple[list[Row], np.ndarray]:
             Z_test = (X_test - X_train.mean(axis=0)) / scale if scaled else X_test
             started = time.perf_counter()
             accuracy, certs = run_torchlip(
-                Z_train, y_train, Z_test, y_test, classifier.n_iter_, eps,
+                Z_train, y_train, Z_test, y_test, classifier, eps,
                 1.0 if scaled else scale.max(),
             )  # fmt: skip
             rows["deel-torchlip"].seconds.append(time.perf_counter() - started)

@@ -185,7 +185,9 @@ def run_sklip(X, y, epochs, seed, batch=BATCH, device="cpu"):
     return _mean_after_warm_up([r["epoch_time"] for r in clf.history_]), clf.to_torch().float()
 
 
-def torchlip_model(n_features: int, y: np.ndarray, n_classes: int):
+def torchlip_model(
+    n_features: int, y: np.ndarray, n_classes: int, alpha: float = ALPHA, margin: float = MARGIN
+):
     """deel-torchlip's counterpart of sklip's default MLP, its HKR loss, and the targets.
 
     The loss takes sklip's alpha and margin through the documented conversion
@@ -200,12 +202,12 @@ def torchlip_model(n_features: int, y: np.ndarray, n_classes: int):
         tl.SpectralLinear(WIDTH, WIDTH), tl.GroupSort2(),
         tl.FrobeniusLinear(WIDTH, n_out),
     )  # fmt: skip
-    a = ALPHA / (1 + ALPHA)
+    a = alpha / (1 + alpha)
     if n_classes == 2:
-        loss = tl.HKRLoss(a, min_margin=2 * MARGIN)
+        loss = tl.HKRLoss(a, min_margin=2 * margin)
         targets = (2 * y - 1).astype(np.float32)[:, None]
     else:
-        loss = tl.HKRMulticlassLoss(a, min_margin=2 * MARGIN)
+        loss = tl.HKRMulticlassLoss(a, min_margin=2 * margin)
         targets = np.eye(n_classes, dtype=np.float32)[y]
     return net, loss, targets
 

@@ -159,14 +159,19 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
             validation_score = self._validation_score(*held_out)
         n_classes = len(self.classes_)
         n_outputs = n_classes if n_classes > 2 else 1
-        self.margin_ = self._margin_for(*train, rng)
+        self.margin_ = self._margin_for(*train, rng, n_classes)
         data = self._training_set(*train, n_outputs)
         objective = HKRObjective(self.alpha, self.margin_)
         self._fit_network(data, objective, n_outputs, validation_score, rng)
         return full, train, held_out
 
     def _margin_for(
-        self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray, rng: np.random.RandomState
+        self,
+        X: np.ndarray,
+        labels: np.ndarray,
+        weights: np.ndarray,
+        rng: np.random.RandomState,
+        n_classes: int,
     ) -> float:
         """The hinge margin of this fit: ``margin``, or with "auto" measured on the data.
 
@@ -174,7 +179,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         it subsamples (more than ``AUTO_SAMPLE`` rows).
         """
         if isinstance(self.margin, str):
-            return auto_margin(X, labels, weights, rng)
+            return auto_margin(X, labels, weights, rng, n_classes)
         return float(self.margin)
 
     def _fit_network(
@@ -336,7 +341,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
             # "auto" measures the margin on the first chunk and keeps it: the
             # stream trains one objective.
             if first or self.margin != "auto":
-                self.margin_ = self._margin_for(X, labels, weights, rng)
+                self.margin_ = self._margin_for(X, labels, weights, rng, len(classes))
             data = self._training_set(X, labels, weights, n_outputs)
             objective = HKRObjective(self.alpha, self.margin_)
             init_seed, batch_seed = seeds(rng)

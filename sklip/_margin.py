@@ -10,11 +10,18 @@ from the data instead:
     m = c \cdot \operatorname{median}_i \; \min_{j:\, y_j \ne y_i} \lVert x_i - x_j \rVert_2
 
 the (sample-weighted) median, over the training points, of the distance to
-the nearest training point of another class, times ``c = AUTO_FRACTION``.
-Half that distance is the largest radius a point could be certified at if the
-boundary passed midway, so ``c = 1/4`` asks for half of what the geometry
-allows at the typical point: chosen by ``benchmarks/tabular.py`` across its
-nine data sets (see RESULTS.md and the user guide's HKR page).
+the nearest training point of another class, times ``c``. Half that distance
+is the largest radius a point could be certified at if the boundary passed
+midway, so with two classes ``c = AUTO_FRACTION = 1/4`` asks for half of what
+the geometry allows at the typical point. With more classes ``c = 1/8``: the
+one-vs-all hinge asks each output for the margin on both sides, a gap of
+``2 m`` between the true class's score and any other (a binary network's
+scores are ``(0, f)``: a gap of ``m``), so half the margin asks for the same
+gap. Both fractions were chosen by ``benchmarks/tabular.py`` across its nine
+data sets (see RESULTS.md and the user guide's HKR page): a quarter of the
+median distance with alpha=100 keeps every binary set within a point of the
+best of LogisticRegression and MLPClassifier, and costs up to 3.4 points on
+the multiclass ones, which the eighth recovers.
 
 Cost and determinism: the distances are computed on at most ``AUTO_SAMPLE``
 rows, drawn per class in proportion to the class sizes with the fit's
@@ -35,9 +42,16 @@ AUTO_SAMPLE = 4096
 
 
 def auto_margin(
-    X: np.ndarray, labels: np.ndarray, weights: np.ndarray, rng: np.random.RandomState
+    X: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    rng: np.random.RandomState,
+    n_classes: int = 2,
 ) -> float:
-    """``AUTO_FRACTION`` x the weighted median distance to the nearest other-class point.
+    """A fraction of the weighted median distance to the nearest other-class point.
+
+    The fraction is ``AUTO_FRACTION`` for two classes and half of it for more
+    (see the module notes).
 
     Parameters
     ----------
@@ -50,6 +64,9 @@ def auto_margin(
     rng : numpy.random.RandomState
         Draws the subsample when there are more than ``AUTO_SAMPLE`` rows
         (and only then).
+    n_classes : int, default=2
+        Classes of the problem (the network's outputs): more than 2 halves
+        the fraction.
 
     Returns
     -------
@@ -72,7 +89,9 @@ def auto_margin(
     if median == 0:
         positive = distance[known] > 0
         median = _weighted_median(distance[known][positive], weights[known][positive])
-    return AUTO_FRACTION * median if median > 0 else 1.0
+    if median == 0:
+        return 1.0
+    return (AUTO_FRACTION if n_classes <= 2 else AUTO_FRACTION / 2) * median
 
 
 def _sample(labels: np.ndarray, weights: np.ndarray, rng: np.random.RandomState) -> np.ndarray:

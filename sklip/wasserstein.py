@@ -63,8 +63,9 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
     activation : {"groupsort", "fullsort", "relu"}, default="groupsort"
     alpha : float, default=0.0
         Hinge weight; 0 gives the pure Kantorovich-Rubinstein critic.
-    margin : float, default=1.0
-        Hinge margin (only used when ``alpha > 0``).
+    margin : float or "auto", default=1.0
+        Hinge margin (only used when ``alpha > 0``); "auto" measures it on the
+        data as :class:`LipschitzClassifier` does (``margin_``).
     max_epochs : int, default=100
     batch_size : int, default=2048
     learning_rate : float, default=1e-2
@@ -102,7 +103,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
     lipschitz_constant_ : float
     offset_ : float
         Subtracted from the network's output in ``decision_function``.
-    module_, device_, n_features_in_, n_iter_, loss_curve_, history_
+    module_, device_, margin_, n_features_in_, n_iter_, loss_curve_, history_
         As in :class:`LipschitzClassifier`.
 
     Examples
