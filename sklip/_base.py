@@ -16,7 +16,11 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import (
     _check_y,
@@ -338,6 +342,15 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
                 self.device_ = resolve_device(self.device)
             n_outputs = len(classes) if len(classes) > 2 else 1
             rng = check_random_state(self.random_state)
+            if not first:
+                # scikit-learn validates the parameters on the first call only:
+                # margin="median" set in between would otherwise be measured
+                # like "auto", and margin=-1 trained with.
+                validate_parameter_constraints(
+                    {"margin": self._parameter_constraints["margin"]},
+                    {"margin": self.margin},
+                    caller_name=type(self).__name__,
+                )
             # "auto" measures the margin on the first chunk and keeps it: the
             # stream trains one objective.
             if first or self.margin != "auto":
