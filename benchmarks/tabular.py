@@ -16,9 +16,10 @@ HKR loss at the alpha and margin_ sklip's default fit used on that fold, the
 same batch size, Adam at 5e-3, as many epochs as sklip ran on that fold), sklip with its defaults
 (``LipschitzClassifier(random_state=0)``), and sklip after
 ``GridSearchCV`` (inner stratified 3-fold) over alpha in {10, 100} x margin in
-{0.1, 0.25, 0.5} x D50, D50 being the median distance from a training point to
-the nearest point of another class, in standardised units, measured on the
-outer training fold.
+{"auto", 0.1 x D50, 0.5 x D50} ("auto" is a quarter of D50 for two classes and
+an eighth for more, measured on each inner training split), D50 being the
+median distance from a training point to the nearest point of another class,
+in standardised units, measured on the outer training fold.
 
 Certified accuracy is given at three radii per data set, in standardised
 units: 0.1, 0.25 and 0.5 x D50 of the whole set (2 significant digits; the
@@ -73,7 +74,7 @@ from sklip.robustness import certified_accuracy
 
 RADII = (0.1, 0.25, 0.5)  # certified radii, in units of D50 (standardised)
 GRID_ALPHAS = (10.0, 100.0)
-GRID_MARGINS = (0.1, 0.25, 0.5)  # in units of D50 of the training fold
+GRID_MARGINS = ("auto", 0.1, 0.5)  # "auto", or in units of D50 of the training fold
 UNSCALED = "scales (no scaler)"
 SMOKE_SETS = ("iris", "moons")
 LIPSCHITZ = ("deel-torchlip", "sklip defaults", "sklip grid")
@@ -173,7 +174,9 @@ def grid_model(model: object, X: np.ndarray, y: np.ndarray, scaled: bool) -> Gri
     unit = scale if scaled else scale * float(np.mean(np.std(X, axis=0)))
     grid = {
         f"{prefix}alpha": list(GRID_ALPHAS),
-        f"{prefix}margin": [_significant(m * unit, 3) for m in GRID_MARGINS],
+        f"{prefix}margin": [
+            m if isinstance(m, str) else _significant(m * unit, 3) for m in GRID_MARGINS
+        ],
     }
     inner = StratifiedKFold(3, shuffle=True, random_state=0)
     return GridSearchCV(model, grid, cv=inner, n_jobs=1)
@@ -264,7 +267,9 @@ def evaluate(name: str, args) -> tuple[list[Row], np.ndarray]:
             best = search.best_estimator_
             row.certified.append(certify(best, X_test, y_test, eps, scale, scaled))
             chosen = {key.split("__")[-1]: value for key, value in search.best_params_.items()}
-            row.note += f"{chosen['alpha']:g}/{chosen['margin']:g} "
+            margin = best[-1].margin_ if scaled else best.margin_
+            label = f"auto={margin:.3g}" if chosen["margin"] == "auto" else f"{margin:.3g}"
+            row.note += f"{chosen['alpha']:g}/{label} "
         for spec in args.rules:
             model, margin = rule_model(spec, X_train, y_train, scaled, args.epochs)
             started = time.perf_counter()

@@ -13,19 +13,21 @@ the (sample-weighted) median, over the training points, of the distance to
 the nearest training point of another class, times ``c``. Half that distance
 is the largest radius a point could be certified at if the boundary passed
 midway, so with two classes ``c = AUTO_FRACTION = 1/4`` asks for half of what
-the geometry allows at the typical point. With more classes ``c = 1/8``: the
-one-vs-all hinge asks each output for the margin on both sides, a gap of
-``2 m`` between the true class's score and any other (a binary network's
-scores are ``(0, f)``: a gap of ``m``), so half the margin asks for the same
-gap. Both fractions were chosen by ``benchmarks/tabular.py`` across its nine
-data sets (see RESULTS.md and the user guide's HKR page): a quarter of the
-median distance with alpha=100 keeps every binary set within a point of the
-best of LogisticRegression and MLPClassifier, and costs up to 3.4 points on
-the multiclass ones, which the eighth recovers.
+the geometry allows at the typical point. With more classes ``c = 1/8``. The
+one-vs-all hinge asks more of a multiclass network than the binary hinge of
+one: every one of the K outputs must clear the margin, on both sides, which
+asks for a gap of ``2 m`` between the true class's score and every other
+(a binary network's scores are ``(0, f)``: a gap of ``m``). Both fractions
+were measured, not derived: on ``benchmarks/tabular.py``'s nine data sets
+(see RESULTS.md and the user guide's HKR page) a quarter of the median
+distance with alpha=100 keeps every binary set within a point of the best of
+LogisticRegression and MLPClassifier but costs up to 3.4 points on the
+multiclass ones, which an eighth recovers.
 
-Cost and determinism: the distances are computed on at most ``AUTO_SAMPLE``
-rows, drawn per class in proportion to the class sizes with the fit's
-``random_state`` (all rows when there are fewer, and then nothing is drawn),
+Cost and determinism: the distances are computed on about ``AUTO_SAMPLE``
+rows (a few more when rare classes each keep a row), drawn per class in
+proportion to the class sizes with the fit's ``random_state`` (all rows when
+there are fewer, and then nothing is drawn),
 with brute-force chunked distances: about 0.1 s for 4096 rows of 64 features
 (the nearest neighbours found on centred rows, their distances recomputed
 from the differences, so coincident points are exactly 0 apart).
@@ -36,11 +38,18 @@ rows would give.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.metrics import pairwise_distances_argmin_min
 
 AUTO_FRACTION = 0.25
 AUTO_SAMPLE = 4096
+
+
+def margin_fraction(n_classes: int) -> float:
+    """The fraction of the median distance "auto" takes: ``AUTO_FRACTION``, halved past 2."""
+    return AUTO_FRACTION if n_classes <= 2 else AUTO_FRACTION / 2
 
 
 def auto_margin(
@@ -52,8 +61,8 @@ def auto_margin(
 ) -> float:
     """A fraction of the weighted median distance to the nearest other-class point.
 
-    The fraction is ``AUTO_FRACTION`` for two classes and half of it for more
-    (see the module notes).
+    The fraction is :func:`margin_fraction` of ``n_classes``: ``AUTO_FRACTION``
+    for two classes and half of it for more (see the module notes).
 
     Parameters
     ----------
@@ -76,7 +85,9 @@ def auto_margin(
         The margin, positive. Rows whose nearest other-class point coincides
         with them (the same features, another label) say nothing of the
         scale: if they make the median 0, the median of the positive
-        distances is used, and if every distance is 0 the margin is 1.
+        distances is used. If no distance says anything (every one is 0, or
+        the data hold a single class, as a first ``partial_fit`` chunk may),
+        the margin is 1, with a warning.
     """
     rows = _sample(labels, weights, rng)
     Z, labels, weights = np.asarray(X[rows], dtype=np.float64), labels[rows], weights[rows]
@@ -100,12 +111,23 @@ def auto_margin(
         positive = distance[known] > 0
         median = _weighted_median(distance[known][positive], weights[known][positive])
     if median == 0:
+        warnings.warn(
+            'margin="auto" found no positive distance between points of different classes '
+            "(a single class, or the classes coincide): margin_ is set to 1. Pass margin= "
+            "explicitly, in the units of X.",
+            UserWarning,
+            stacklevel=4,
+        )
         return 1.0
-    return (AUTO_FRACTION if n_classes <= 2 else AUTO_FRACTION / 2) * median
+    return margin_fraction(n_classes) * median
 
 
 def _sample(labels: np.ndarray, weights: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
-    """Indices of at most ``AUTO_SAMPLE`` weighted rows, every class kept (stratified)."""
+    """Indices of about ``AUTO_SAMPLE`` weighted rows, every class kept (stratified).
+
+    Each class gives its share of ``AUTO_SAMPLE``, rounded, and at least one
+    row, so the total can pass ``AUTO_SAMPLE`` by a few rows.
+    """
     rows = np.flatnonzero(weights > 0)
     if len(rows) <= AUTO_SAMPLE:
         return rows

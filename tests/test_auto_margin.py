@@ -38,9 +38,9 @@ from sklip._margin import _sample, _weighted_median, auto_margin
 FAST = dict(hidden_layer_sizes=(8,), max_epochs=2, batch_size=64, random_state=0)
 
 
-def fraction() -> float:
-    """The constant as the package has it now (it may still be tuned)."""
-    return margin_module.AUTO_FRACTION
+def fraction(n_classes: int = 2) -> float:
+    """The fraction as the package has it now (it may still be tuned)."""
+    return margin_module.margin_fraction(n_classes)
 
 
 def measured(X, y, sample_weight=None, seed=0) -> float:
@@ -48,7 +48,8 @@ def measured(X, y, sample_weight=None, seed=0) -> float:
     X = np.asarray(X, dtype=np.float64)
     labels = np.unique(y, return_inverse=True)[1]
     weights = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
-    return auto_margin(X, labels, weights, np.random.RandomState(seed))
+    n_classes = len(np.unique(labels))
+    return auto_margin(X, labels, weights, np.random.RandomState(seed), n_classes)
 
 
 def blobs(n=60, n_classes=2, n_features=3, seed=0):
@@ -79,7 +80,7 @@ def brute_force_margin(X, labels, weights) -> float:
     median = weighted_median(nearest, weights)
     if median == 0:
         median = weighted_median(nearest[nearest > 0], weights[nearest > 0])
-    return fraction() * median if median > 0 else 1.0
+    return fraction(len(np.unique(labels))) * median if median > 0 else 1.0
 
 
 # ================================================================ known answers
@@ -153,9 +154,10 @@ def test_multiclass_known_answer():
     # Unweighted median of (2, 2, 3, 4, 8): 3.
     X = np.array([[0.0], [2.0], [3.0], [7.0], [11.0]])
     y = np.array([0, 1, 1, 2, 2])
-    # (If a multiclass factor is added to sklip._margin, it belongs here.)
-    assert measured(X, y) == fraction() * 3.0
-    assert LipschitzClassifier(margin="auto", **FAST).fit(X, y).margin_ == fraction() * 3.0
+    # More than two classes: half the binary fraction (see sklip._margin).
+    assert fraction(3) == fraction(2) / 2
+    assert measured(X, y) == fraction(3) * 3.0
+    assert LipschitzClassifier(margin="auto", **FAST).fit(X, y).margin_ == fraction(3) * 3.0
 
 
 def test_weighted_median_definition():
@@ -224,8 +226,10 @@ def test_coincident_rows_are_exactly_zero_apart(offset):
 def test_all_distances_zero_gives_margin_one_and_the_fit_works():
     X = np.tile([3.0, -1.0], (12, 1))
     y = np.arange(12) % 2
-    assert measured(X, y) == 1.0
-    clf = LipschitzClassifier(margin="auto", **FAST).fit(X, y)
+    with pytest.warns(UserWarning, match="no positive distance"):
+        assert measured(X, y) == 1.0
+    with pytest.warns(UserWarning, match="margin_ is set to 1"):
+        clf = LipschitzClassifier(margin="auto", **FAST).fit(X, y)
     assert clf.margin_ == 1.0
     assert np.isfinite(clf.decision_function(X)).all()
     assert np.isfinite(clf.predict_proba(X)).all()
@@ -430,6 +434,13 @@ def test_partial_fit_auto_margin_with_weights():
     clf = LipschitzClassifier(margin="auto", **FAST)
     clf.partial_fit(LINE_X, LINE_Y, classes=[0, 1], sample_weight=[1.0, 1.0, 1.0, 4.0])
     assert clf.margin_ == fraction() * 5.0
+
+
+def test_a_first_chunk_of_one_class_warns_that_the_margin_is_not_measured():
+    clf = LipschitzClassifier(margin="auto", **FAST)
+    with pytest.warns(UserWarning, match='margin="auto" found no positive distance'):
+        clf.partial_fit(LINE_X[:2], LINE_Y[:2], classes=[0, 1])
+    assert clf.margin_ == 1.0
 
 
 @pytest.mark.parametrize("early_stopping", [False, True])

@@ -45,7 +45,9 @@ def _blobs(n=120, centers=2, seed=0):
 
 
 def _small(**params):
-    defaults = dict(hidden_layer_sizes=(16,), max_epochs=15, random_state=0, margin=0.5)
+    defaults = dict(
+        hidden_layer_sizes=(16,), max_epochs=15, random_state=0, margin=0.5, batch_size=128
+    )
     return LipschitzClassifier(**{**defaults, **params})
 
 
