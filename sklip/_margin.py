@@ -27,13 +27,12 @@ multiclass ones, which an eighth recovers.
 Cost and determinism: the distances are computed on about ``AUTO_SAMPLE``
 rows (a few more when rare classes each keep a row), drawn per class in
 proportion to the class sizes with the fit's ``random_state`` (all rows when
-there are fewer, and then nothing is drawn),
-with brute-force chunked distances: about 0.1 s for 4096 rows of 64 features
-(the nearest neighbours found on centred rows, their distances recomputed
-from the differences, so coincident points are exactly 0 apart).
-On a subsample the nearest neighbours are farther than in the whole set, so
-for large data sets the margin is somewhat larger than the formula on all the
-rows would give.
+there are fewer, and then nothing is drawn), with brute-force chunked
+distances: about 0.1 s for 4096 rows of 64 features (the nearest neighbours
+found on centred rows, their distances recomputed from the differences, so
+coincident points are exactly 0 apart). On a subsample the nearest
+neighbours are farther than in the whole set, so for large data sets the
+margin is somewhat larger than the formula on all the rows would give.
 """
 
 from __future__ import annotations

@@ -53,8 +53,9 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         "auto" measures it on the training data (``margin_``): a quarter (two
         classes) or an eighth (more) of the weighted median distance from a
         training point to the nearest training point of another class,
-        measured on at most 4096 rows (drawn per class with ``random_state``
-        when there are more); a float is used as given. From deel-lip:
+        measured on about 4096 rows (drawn per class with ``random_state``
+        when there are more); a float is used as given. Either way, put a
+        scaler in front: the margin is one length for every feature. From deel-lip:
         ``margin = min_margin / 2``; deel-torchlip's convex weight ``a``
         corresponds to ``alpha = a / (1 - a)``.
     max_epochs : int, default=100
