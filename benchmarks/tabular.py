@@ -334,7 +334,7 @@ def _against_deel(sklip: Row, deel: Row) -> str:
         return "-"
     ours, theirs = np.mean(sklip.certified, axis=0), np.mean(deel.certified, axis=0)
     pairs = enumerate(zip(ours, theirs, strict=True))
-    short = [f"r{i + 1} {a:.3f} < {b:.3f}" for i, (a, b) in pairs if a < b]
+    short = [f"r{i + 1} {a:.4f} < {b:.4f}" for i, (a, b) in pairs if a < b]
     return "yes" if not short else "NO (" + ", ".join(short) + ")"
 
 
