@@ -12,7 +12,9 @@ D50 being the median distance from a training point to the nearest point of
 another class, in standardised units, measured on the training fold (scaler
 fitted on that fold): the margin is in the units the classifier sees. The
 column ``sklip._margin.AUTO_FRACTION`` x D50 (0.25) is what ``margin="auto"``
-gives, up to its weighted median; it is marked "auto" in the table and the figure.
+gives on two classes, up to its weighted median; it is marked "auto" in the
+table and the figure (past two classes "auto" is half of it: the mark is then
+off by that factor, so the default sets are binary).
 
 Protocol: 5-fold ``StratifiedKFold(shuffle=True, random_state=0)``, the same
 folds for every (alpha, margin). Per cell: mean test accuracy, and mean
