@@ -21,6 +21,7 @@ from .constraints import (
     bjorck_orthonormalize,
     gram_spectral_bound,
 )
+from .convolutions import AOLConv2d, AOLRescale, CayleyConv2d, CayleyOrthogonal
 from .export import export
 from .frozen import FrozenNetwork, FrozenOutputs
 from .layers import ImageView, L2NormPool2d, LipschitzConv2d, LipschitzLinear
@@ -40,6 +41,10 @@ from .losses import (
 __all__ = [
     "ACTIVATIONS",
     "UNIT_ROUNDOFF",
+    "AOLConv2d",
+    "AOLRescale",
+    "CayleyConv2d",
+    "CayleyOrthogonal",
     "ConvOperatorNormalize",
     "FrozenNetwork",
     "FrozenOutputs",

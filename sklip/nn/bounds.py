@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from ._utils import eval_mode
 from .activations import FullSort, GroupSort
+from .convolutions import CayleyConv2d
 from .layers import ImageView, L2NormPool2d, LipschitzConv2d, LipschitzLinear
 
 __all__ = [
@@ -94,6 +95,8 @@ def rounding_slack(*dimensions: int) -> float:
     return 1.0 + 64.0 * sum(dimensions) * UNIT_ROUNDOFF
 
 
+CONV_PADDINGS = ("zeros", "circular")  # the nn.Conv2d padding modes bounded here
+
 _ONE_LIPSCHITZ = (
     GroupSort,
     FullSort,
@@ -102,6 +105,7 @@ _ONE_LIPSCHITZ = (
     nn.Flatten,
     nn.Unflatten,
     nn.PixelUnshuffle,
+    nn.ZeroPad2d,  # zero rows/columns added or (negative) dropped
     ImageView,
     L2NormPool2d,  # scaled by construction to be 1-Lipschitz
 )
@@ -176,16 +180,20 @@ def conv2d_operator_norm_bound(
     input_size: Sequence[int] | None = None,
     padding: Sequence[int] = (0, 0),
     stride: Sequence[int] = (1, 1),
+    padding_mode: str = "zeros",
 ) -> float:
-    """Upper bound of the L2 operator norm of a zero-padded 2-D convolution.
+    """Upper bound of the L2 operator norm of a zero-padded or circular 2-D convolution.
 
     Parameters
     ----------
     kernel : Tensor of shape (C_out, C_in, k_h, k_w)
     input_size : (H, W), optional
-        With it, the exact norm of the dominating circular convolution on the
-        ``(H + 2 p_h) x (W + 2 p_w)`` torus; without it, the size-free bound.
+        With it, the exact norm of the dominating circular convolution: on the
+        ``(H + 2 p_h) x (W + 2 p_w)`` torus for zero padding, on the
+        ``H x W`` torus itself for circular padding. Without it (zero padding
+        only), the size-free bound.
     padding, stride : pairs of int
+    padding_mode : {"zeros", "circular"}, default="zeros"
 
     Examples
     --------
@@ -198,6 +206,12 @@ def conv2d_operator_norm_bound(
     """
     kernel = kernel.detach().double().cpu()
     k_h, k_w = kernel.shape[-2:]
+    if padding_mode == "circular":
+        if input_size is None:
+            raise ValueError("The bound of a circular convolution needs input_size.")
+        return _circular_conv_bound(kernel, tuple(input_size), tuple(padding))
+    if padding_mode != "zeros":
+        raise ValueError(f"padding_mode must be 'zeros' or 'circular', got {padding_mode!r}.")
     if input_size is None:
         overlap = math.ceil(k_h / stride[0]) * math.ceil(k_w / stride[1])
         reshaped = kernel.reshape(kernel.shape[0], -1)
@@ -211,6 +225,30 @@ def conv2d_operator_norm_bound(
     spectrum = torch.fft.rfft2(kernel, s=torus).permute(2, 3, 0, 1)
     norm = float(torch.linalg.matrix_norm(spectrum, ord=2).max())
     return norm * rounding_slack(*kernel.shape[:2], *torus)
+
+
+def _circular_conv_bound(kernel: Tensor, torus: tuple[int, int], padding: tuple[int, int]) -> float:
+    """Norm of a circular convolution on the ``torus`` (the image size).
+
+    Output ``i`` reads input ``(i + a - p) mod N``: kernel taps ``N`` apart hit
+    the same pixel, so the operator is the circular convolution with the
+    kernel folded modulo the torus. Stride-1 outputs beyond ``N`` along an
+    axis repeat earlier ones, each axis's repeat count multiplying the norm
+    (a stride only drops outputs).
+    """
+    k_h, k_w = kernel.shape[-2:]
+    folded_h, folded_w = -(-k_h // torus[0]) * torus[0], -(-k_w // torus[1]) * torus[1]
+    folded = torch.nn.functional.pad(kernel, (0, folded_w - k_w, 0, folded_h - k_h))
+    folded = folded.unflatten(-2, (-1, torus[0])).sum(-3)
+    folded = folded.unflatten(-1, (-1, torus[1])).sum(-2)
+    spectrum = torch.fft.rfft2(folded).permute(2, 3, 0, 1)
+    norm = float(torch.linalg.matrix_norm(spectrum, ord=2).max())
+    repeats = 1
+    for n, p, k in zip(torus, padding, (k_h, k_w), strict=True):
+        outputs = n + 2 * p - k + 1
+        repeats *= max(1, -(-outputs // n))
+    taps = math.ceil(k_h / torus[0]) * math.ceil(k_w / torus[1])
+    return norm * math.sqrt(repeats) * rounding_slack(*kernel.shape[:2], *torus, taps)
 
 
 def leaf_layers(module: nn.Module) -> Iterator[nn.Module]:
@@ -240,6 +278,10 @@ def _single_layer_bound(layer: nn.Module, image_size: tuple[int, int] | None) ->
         return conv2d_operator_norm_bound(
             _applied_weight(layer), layer.input_size, layer.padding, (layer.stride,) * 2
         )
+    if isinstance(layer, CayleyConv2d):
+        return conv2d_operator_norm_bound(
+            _applied_weight(layer), layer.input_size, layer.padding, padding_mode="circular"
+        )
     if isinstance(layer, nn.Conv2d):
         return _plain_conv_bound(layer, image_size)
     if isinstance(layer, _ONE_LIPSCHITZ):
@@ -251,8 +293,12 @@ def _single_layer_bound(layer: nn.Module, image_size: tuple[int, int] | None) ->
 
 
 def _plain_conv_bound(conv: nn.Conv2d, image_size: tuple[int, int] | None) -> float:
-    if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
-        raise TypeError("Lipschitz bounds of nn.Conv2d need groups=1, dilation=1 and zero padding.")
+    if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode not in CONV_PADDINGS:
+        raise TypeError(
+            "Lipschitz bounds of nn.Conv2d need groups=1, dilation=1 and zero or circular padding."
+        )
+    if conv.padding_mode == "circular" and image_size is None:
+        raise TypeError("The Lipschitz bound of a circular nn.Conv2d needs the input shape.")
     k_h, k_w = conv.kernel_size
     if conv.padding == "same":
         padding = (k_h // 2, k_w // 2)  # total k - 1 or more: the torus is large enough
@@ -260,11 +306,13 @@ def _plain_conv_bound(conv: nn.Conv2d, image_size: tuple[int, int] | None) -> fl
         padding = (0, 0)
     else:
         padding = conv.padding
-    return conv2d_operator_norm_bound(conv.weight, image_size, padding, conv.stride)
+    return conv2d_operator_norm_bound(
+        conv.weight, image_size, padding, conv.stride, conv.padding_mode
+    )
 
 
 def _applied_weight(layer: nn.Module) -> Tensor:
-    if isinstance(layer, LipschitzLinear | LipschitzConv2d):
+    if isinstance(layer, LipschitzLinear | LipschitzConv2d | CayleyConv2d):
         with eval_mode(layer), torch.no_grad():
             return layer.normalized_weight().detach()
     return layer.weight.detach()
@@ -274,11 +322,7 @@ def _conv_input_sizes(
     module: nn.Module, layers: list[nn.Module], input_shape: Sequence[int] | None
 ) -> dict[int, tuple[int, int]]:
     """Image size entering each plain ``nn.Conv2d``, from one dry forward pass."""
-    plain_convs = [
-        layer
-        for layer in layers
-        if isinstance(layer, nn.Conv2d) and not isinstance(layer, LipschitzConv2d)
-    ]
+    plain_convs = [layer for layer in layers if isinstance(layer, nn.Conv2d)]
     if input_shape is None or not plain_convs:
         return {}
     sizes: dict[int, tuple[int, int]] = {}

@@ -10,6 +10,7 @@ from torch import nn
 
 from .activations import FullSort, GroupSort
 from .constraints import RowNormalize
+from .convolutions import AOLConv2d, CayleyConv2d
 from .layers import ImageView, L2NormPool2d, LipschitzConv2d, LipschitzLinear, check_image_shape
 
 __all__ = ["ACTIVATIONS", "lipschitz_cnn", "lipschitz_mlp", "make_activation"]
@@ -120,6 +121,8 @@ def lipschitz_cnn(
     *,
     kernel_size: int = 3,
     pooling: bool = True,
+    conv: str = "bound",
+    downsampling: str = "pool",
     gram_iterations: int = 6,
     power_iterations: int = 1,
     bjorck_iterations: int = 1,
@@ -127,8 +130,8 @@ def lipschitz_cnn(
 ) -> nn.Sequential:
     """A 1-Lipschitz convolutional network.
 
-    Each block is a :class:`LipschitzConv2d` ("same" padding), the activation
-    and, with ``pooling``, a 2x2 :class:`L2NormPool2d` while the image is at
+    Each block is a convolution (``conv``), the activation and, with
+    ``pooling``, a 2x2 down-sampling (``downsampling``) while the image is at
     least 2x2. Then a flatten, the dense head and the output layer, as in
     :func:`lipschitz_mlp`. The first layer, :class:`ImageView`, accepts flat
     rows ``(n, C*H*W)`` as well as images ``(n, C, H, W)``.
@@ -143,6 +146,16 @@ def lipschitz_cnn(
     activation : {"groupsort", "fullsort", "relu"}, default="groupsort"
     kernel_size : int, default=3
     pooling : bool, default=True
+    conv : {"bound", "aol", "cayley"}, default="bound"
+        The convolution layer: :class:`LipschitzConv2d` (kernel divided by a
+        bound of its norm; "same" zero padding), :class:`AOLConv2d`
+        (almost-orthogonal rescaling; "same" zero padding) or
+        :class:`CayleyConv2d` (orthogonal, circular).
+    downsampling : {"pool", "unshuffle"}, default="pool"
+        :class:`L2NormPool2d` (2x2 windows; loses the norm of all but each
+        window's norm) or ``nn.PixelUnshuffle(2)`` (moves each 2x2 window into
+        4 channels: an isometry, invertible; odd sizes lose their last row or
+        column).
     gram_iterations, power_iterations, bjorck_iterations : int
         Passed to the convolutions (``gram_iterations``) and the dense head
         (the others, as in :func:`lipschitz_mlp`).
@@ -165,19 +178,25 @@ def lipschitz_cnn(
     conv_widths = _check_widths(conv_channels, "conv_channels", activation)
     layers: list[nn.Module] = [ImageView((channels, height, width))]
     size = (height, width)
+    if conv not in CONVOLUTIONS:
+        raise ValueError(f"conv must be one of {sorted(CONVOLUTIONS)}, got {conv!r}.")
+    if downsampling not in ("pool", "unshuffle"):
+        raise ValueError(f"downsampling must be 'pool' or 'unshuffle', got {downsampling!r}.")
     for out_channels in conv_widths:
-        conv = LipschitzConv2d(
-            channels,
-            out_channels,
-            kernel_size,
-            input_size=size,
-            gram_iterations=gram_iterations,
-            generator=generator,
+        options = {"gram_iterations": gram_iterations} if conv == "bound" else {}
+        layer = CONVOLUTIONS[conv](
+            channels, out_channels, kernel_size, input_size=size, generator=generator, **options
         )
-        layers += [conv, make_activation(activation)]
+        layers += [layer, make_activation(activation)]
         channels = out_channels
         if pooling and min(size) >= 2:
-            layers.append(L2NormPool2d(2))
+            if downsampling == "pool":
+                layers.append(L2NormPool2d(2))
+            else:
+                if size[0] % 2 or size[1] % 2:  # crop the last odd row/column
+                    layers.append(nn.ZeroPad2d((0, -(size[1] % 2), 0, -(size[0] % 2))))
+                layers.append(nn.PixelUnshuffle(2))
+                channels *= 4
             size = (size[0] // 2, size[1] // 2)
     layers.append(nn.Flatten())
     head = lipschitz_mlp(
@@ -190,6 +209,9 @@ def lipschitz_cnn(
         generator=generator,
     )
     return nn.Sequential(*layers, *head)
+
+
+CONVOLUTIONS = {"bound": LipschitzConv2d, "aol": AOLConv2d, "cayley": CayleyConv2d}
 
 
 def _check_positive(value: int, name: str) -> None:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ._utils import eval_mode
+from .convolutions import CayleyConv2d
 from .layers import LipschitzConv2d, LipschitzLinear
 
 __all__ = ["export"]
@@ -55,7 +56,8 @@ def _children(module: nn.Module) -> list[nn.Module]:
 def _export_layer(layer: nn.Module) -> nn.Module:
     # skip_init: the weights are overwritten below, so the plain layers must not
     # draw their random initialisation from (and advance) torch's global RNG.
-    reference = layer.weight if isinstance(layer, LipschitzLinear | LipschitzConv2d) else None
+    constrained = LipschitzLinear | LipschitzConv2d | CayleyConv2d
+    reference = layer.weight if isinstance(layer, constrained) else None
     if isinstance(layer, LipschitzLinear):
         plain = nn.utils.skip_init(
             nn.Linear,
@@ -73,6 +75,18 @@ def _export_layer(layer: nn.Module) -> nn.Module:
             layer.kernel_size,
             stride=layer.stride,
             padding=layer.padding,
+            bias=layer.bias is not None,
+            device=reference.device,
+            dtype=reference.dtype,
+        )
+    elif isinstance(layer, CayleyConv2d):
+        plain = nn.utils.skip_init(
+            nn.Conv2d,
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            padding=layer.padding,
+            padding_mode="circular",
             bias=layer.bias is not None,
             device=reference.device,
             dtype=reference.dtype,

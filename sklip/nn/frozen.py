@@ -69,7 +69,18 @@ from .layers import ImageView, L2NormPool2d
 __all__ = ["FrozenNetwork", "FrozenOutputs", "scaled_norm"]
 
 _BOUND_SAFETY = 1.0 + 1e-9  # covers the rounding of evaluating the error bound
-_EXACT = (GroupSort, FullSort, nn.ReLU, nn.Identity, nn.Flatten, nn.Unflatten, ImageView)
+# Layers that compute exactly in floating point: comparisons, sign tests, moves.
+_EXACT = (
+    GroupSort,
+    FullSort,
+    nn.ReLU,
+    nn.Identity,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.PixelUnshuffle,
+    nn.ZeroPad2d,  # zero rows/columns added or (negative) dropped
+    ImageView,
+)
 
 
 def scaled_norm(tensor: Tensor, dim: int | None = None) -> Tensor:
@@ -293,7 +304,11 @@ def _apply(layer: nn.Module, z: Tensor) -> Tensor:
 def conv2d_as_dot_products(z: Tensor, conv: nn.Conv2d) -> Tensor:
     """``conv(z)`` as an unfold and one matrix product (plain dot products)."""
     n, _, height, width = z.shape
-    columns = F.unfold(z, conv.kernel_size, padding=conv.padding, stride=conv.stride)
+    padding = conv.padding
+    if conv.padding_mode == "circular":
+        z = F.pad(z, (padding[1], padding[1], padding[0], padding[0]), mode="circular")
+        padding = (0, 0)
+    columns = F.unfold(z, conv.kernel_size, padding=padding, stride=conv.stride)
     out = conv.weight.reshape(conv.out_channels, -1) @ columns
     if conv.bias is not None:
         out = out + conv.bias[:, None]
