@@ -104,10 +104,12 @@ def certified(
     y: np.ndarray,
     bound_net: nn.Module | None = None,
     eps: Sequence[float] = EPS,
+    input_shape: Sequence[int] | None = None,
 ) -> tuple[float, list[float]]:
     """Accuracy and certified accuracy at ``eps`` of a torch network (1 output: binary).
 
-    ``bound_net`` (default ``net``) is what the Lipschitz bounds are computed on.
+    ``bound_net`` (default ``net``) is what the Lipschitz bounds are computed on;
+    ``input_shape`` (one sample's) gives its convolutions their image sizes.
     """
     net = net.cpu().eval()
     bound_net = net if bound_net is None else bound_net.cpu()
@@ -115,11 +117,11 @@ def certified(
         out = net(torch.as_tensor(X)).double().numpy()
     if out.shape[1] == 1:
         predicted = (out[:, 0] > 0).astype(int)
-        radius = radius_from_outputs(out, lipschitz_bound(bound_net))
+        radius = radius_from_outputs(out, lipschitz_bound(bound_net, input_shape))
     else:
         predicted = out.argmax(axis=1)
-        pairwise = pairwise_lipschitz_bound(bound_net).numpy()
-        radius = radius_from_outputs(out, lipschitz_bound(bound_net), pairwise)
+        pairwise = pairwise_lipschitz_bound(bound_net, input_shape).numpy()
+        radius = radius_from_outputs(out, lipschitz_bound(bound_net, input_shape), pairwise)
     correct = predicted == y
     curve = certified_accuracy_curve(correct, radius, np.asarray(eps))
     return float(correct.mean()), curve.tolist()

@@ -1,5 +1,6 @@
 import os
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import Phase, settings
@@ -61,10 +62,30 @@ def moons():
 
 
 CNN_PARAMS = dict(image_shape=(1, 8, 8), alpha=100.0, margin=0.5, max_epochs=60)
+TRANSLATED_PARAMS = dict(image_shape=(1, 20, 20), max_epochs=15)
 
 
 @pytest.fixture(scope="session")
-def models(digits_0_vs_8, digits_10, moons):
+def translated():
+    """benchmarks/images.py's translated digits (pixels in [0, 1]): 600 training rows."""
+    from tests.helpers import translated_digits
+
+    X, y = translated_digits()
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, train_size=600, test_size=300, stratify=y, random_state=0
+    )
+    return X_train, X_test, y_train, y_test
+
+
+@pytest.fixture(scope="session")
+def translated_0_vs_8(translated):
+    X_train, X_test, y_train, y_test = translated
+    train, test = np.isin(y_train, (0, 8)), np.isin(y_test, (0, 8))
+    return X_train[train], X_test[test], y_train[train], y_test[test]
+
+
+@pytest.fixture(scope="session")
+def models(digits_0_vs_8, digits_10, moons, translated, translated_0_vs_8):
     """Fitted classifiers shared by the robustness tests: name -> (clf, X_test, y_test)."""
     from sklip import LipschitzClassifier
 
@@ -74,6 +95,8 @@ def models(digits_0_vs_8, digits_10, moons):
         ("digits-10-mlp", digits_10, {}),
         ("digits-10-cnn", digits_10, CNN_PARAMS),
         ("moons", moons, dict(alpha=100.0, margin=0.25)),
+        ("translated-10-cnn", translated, TRANSLATED_PARAMS),
+        ("translated-0-vs-8-cnn", translated_0_vs_8, TRANSLATED_PARAMS),
     ]:
         X_train, X_test, y_train, y_test = data
         clf = LipschitzClassifier(random_state=0, **params).fit(X_train, y_train)

@@ -38,3 +38,21 @@ def random_pairs(n: int, shape: tuple[int, ...], seed: int = 0) -> tuple[Tensor,
     far = torch.randn(n // 2, *shape, generator=generator)
     near = x[n // 2 :] + 1e-2 * torch.randn(n - n // 2, *shape, generator=generator)
     return x, torch.cat((far, near))
+
+
+def translated_digits(canvas: int = 20, seed: int = 0):
+    """The translated-digits task of benchmarks/images.py (its definition, restated).
+
+    Each 8x8 digit upsampled to 16x16 (2x2 blocks), in [0, 1], pasted at a
+    random offset on a ``canvas`` x ``canvas`` black square; flat rows.
+    """
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    upsampled = np.kron(X.reshape(-1, 8, 8) / 16.0, np.ones((1, 2, 2)))
+    offsets = np.random.RandomState(seed).randint(0, canvas - 16 + 1, size=(len(X), 2))
+    images = np.zeros((len(X), canvas, canvas))
+    for image, digit, (top, left) in zip(images, upsampled, offsets, strict=True):
+        image[top : top + 16, left : left + 16] = digit
+    return images.reshape(len(X), -1), y

@@ -40,6 +40,33 @@ def test_record_default_path_is_the_results_file():
     assert module.RESULTS == BENCHMARKS / "RESULTS.md"
 
 
+def test_images_benchmark_runs_at_smoke_size():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    rows = ["sklip MLP", "sklip CNN aol + unshuffle", "sklip CNN cayley + unshuffle",
+            "deel-torchlip CNN", "plain CNN"]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "images.py"), "--smoke", "--no-record", "--rows", *rows],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    for data in ("digits 8x8", "translated 20x20"):
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"**{data}**"))
+        table = [line.split("|") for line in lines[start + 4 : start + 4 + len(rows)]]
+        assert [row[1].strip() for row in table] == rows
+        for row in table:
+            if "skipped" in row[2]:  # deel-torchlip not installed: said so
+                continue
+            accuracy = float(row[2])
+            assert 0.05 < accuracy <= 1.0
+            if row[1].strip() != "plain CNN":
+                certs = [float(cell) for cell in row[3:6]]
+                assert certs == sorted(certs, reverse=True) and certs[0] <= accuracy
+            assert float(row[6]) > 0 and int(row[7]) == 2  # seconds per epoch, epochs
+    assert any(line.startswith("- CNN certifies at least the MLP") for line in lines)
+    assert any(line.startswith("- CNN beats the MLP by >= 5 points") for line in lines)
+
+
 @pytest.mark.slow
 def test_training_benchmark_runs_at_smoke_size():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

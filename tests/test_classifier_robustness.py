@@ -24,7 +24,17 @@ def test_test_accuracy_reaches_the_target(models, name, minimum):
     assert clf.score(X_test, y_test) >= minimum
 
 
-@pytest.mark.parametrize("name", ["digits-0-vs-8", "digits-10-mlp", "digits-10-cnn", "moons"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "digits-0-vs-8",
+        "digits-10-mlp",
+        "digits-10-cnn",
+        "moons",
+        "translated-10-cnn",
+        "translated-0-vs-8-cnn",
+    ],
+)
 def test_certificates_survive_pgd_and_counterfactuals(models, name):
     clf, X_test, y_test = models[name]
     correct = clf.predict(X_test) == y_test

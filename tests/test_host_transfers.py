@@ -90,6 +90,8 @@ CPU_BY_DESIGN = {
     ("constraints.py", "__init__", "torch.randn"): "a buffer, moved by module.to",
     ("layers.py", "__init__", "torch.empty"): "a parameter, moved by module.to",
     ("layers.py", "__init__", "torch.zeros"): "a parameter, moved by module.to",
+    ("convolutions.py", "__init__", "torch.empty"): "a parameter's start, moved by module.to",
+    ("convolutions.py", "__init__", "torch.zeros"): "a parameter, moved by module.to",
 }
 
 

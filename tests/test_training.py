@@ -12,9 +12,9 @@ def test_forward_work_counts_dense_and_convolution_multiply_adds():
     # 3 -> 4 -> 2 -> 1: 12 + 8 + 2 multiply-adds per sample.
     assert training.forward_work(lipschitz_mlp(3, (4, 2), 1), batch_size=10) == 220
     # One 3x3 convolution 1 -> 2 channels on 4x4 ("same"): 9 * 2 * 16 = 288;
-    # pooled to 2x2, flattened (8) into the 2-output layer: 16.
+    # unshuffled to 8 channels of 2x2, flattened (32) into the 2-output layer: 64.
     net = lipschitz_cnn((1, 4, 4), (2,), (), 2)
-    assert training.forward_work(net, batch_size=1) == 288 + 16
+    assert training.forward_work(net, batch_size=1) == 288 + 64
 
 
 def _threads_of_each_epoch(monkeypatch) -> list[int]:

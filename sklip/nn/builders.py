@@ -121,8 +121,8 @@ def lipschitz_cnn(
     *,
     kernel_size: int = 3,
     pooling: bool = True,
-    conv: str = "bound",
-    downsampling: str = "pool",
+    conv: str = "aol",
+    downsampling: str = "unshuffle",
     gram_iterations: int = 6,
     power_iterations: int = 1,
     bjorck_iterations: int = 1,
@@ -146,16 +146,17 @@ def lipschitz_cnn(
     activation : {"groupsort", "fullsort", "relu"}, default="groupsort"
     kernel_size : int, default=3
     pooling : bool, default=True
-    conv : {"bound", "aol", "cayley"}, default="bound"
-        The convolution layer: :class:`LipschitzConv2d` (kernel divided by a
-        bound of its norm; "same" zero padding), :class:`AOLConv2d`
-        (almost-orthogonal rescaling; "same" zero padding) or
-        :class:`CayleyConv2d` (orthogonal, circular).
-    downsampling : {"pool", "unshuffle"}, default="pool"
-        :class:`L2NormPool2d` (2x2 windows; loses the norm of all but each
-        window's norm) or ``nn.PixelUnshuffle(2)`` (moves each 2x2 window into
-        4 channels: an isometry, invertible; odd sizes lose their last row or
-        column).
+    conv : {"aol", "cayley", "bound"}, default="aol"
+        The convolution layer: :class:`AOLConv2d` (almost-orthogonal
+        rescaling; "same" zero padding), :class:`CayleyConv2d` (orthogonal,
+        circular) or :class:`LipschitzConv2d` (kernel divided by a bound of its
+        norm, "same" zero padding; the layer of sklip before 0.x, which is not
+        gradient-norm preserving). Measured in ``benchmarks/images.py``.
+    downsampling : {"unshuffle", "pool"}, default="unshuffle"
+        ``nn.PixelUnshuffle(2)`` (moves each 2x2 window into 4 channels: an
+        isometry, invertible; odd sizes lose their last row or column) or
+        :class:`L2NormPool2d` (keeps only each 2x2 window's norm, which shrinks
+        differences between images and so the certified radii).
     gram_iterations, power_iterations, bjorck_iterations : int
         Passed to the convolutions (``gram_iterations``) and the dense head
         (the others, as in :func:`lipschitz_mlp`).

@@ -143,6 +143,17 @@ class CayleyOrthogonal(nn.Module):
     ----------
     input_size : (int, int)
         The torus: the image size the convolution is orthogonal on.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklip.nn import CayleyOrthogonal
+    >>> blocks = CayleyOrthogonal((4, 4))(torch.randn(3, 3, 3, 3))
+    >>> blocks.shape  # one 3 x 3 block per rfft2 frequency of a 4 x 4 image
+    torch.Size([4, 3, 3, 3])
+    >>> identity = torch.eye(3, dtype=blocks.dtype)
+    >>> torch.allclose(blocks @ blocks.mH, identity.expand_as(blocks), atol=1e-5)
+    True
     """
 
     def __init__(self, input_size: tuple[int, int]) -> None:
@@ -227,6 +238,11 @@ class CayleyConv2d(_ConstrainedWeight):
         self.weight = nn.Parameter(raw / (2 * kernel[0] * kernel[1]) ** 0.5)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.constraint = _CayleySpatial(size, self.padding, self.kernel_size)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """Spatial size of the output: the input's (a circular convolution)."""
+        return self.input_size
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or tuple(x.shape[-2:]) != self.input_size or x.shape[1] != self.in_channels:

@@ -3,8 +3,11 @@ import sys
 
 import pytest
 import torch
+from torch import nn
 
 from sklip.nn import (
+    AOLConv2d,
+    CayleyConv2d,
     FullSort,
     GroupSort,
     L2NormPool2d,
@@ -23,15 +26,35 @@ def test_mlp_has_the_requested_structure():
     assert net(torch.zeros(4, 5)).shape == (4, 3)
 
 
-def test_cnn_pools_after_each_block_and_accepts_flat_or_image_input():
+def test_cnn_default_is_aol_with_unshuffle_and_accepts_flat_or_image_input():
     torch.manual_seed(0)
     net = lipschitz_cnn((1, 8, 8), (4, 8), (16,), 2).eval()
     convs = [layer for layer in net if isinstance(layer, LipschitzConv2d)]
-    assert [conv.input_size for conv in convs] == [(8, 8), (4, 4)]
-    assert sum(isinstance(layer, L2NormPool2d) for layer in net) == 2
+    assert all(isinstance(conv, AOLConv2d) for conv in convs)
+    # Each unshuffle moves a 2x2 window into 4 channels: 1 -> 4 -> 16 channels in.
+    assert [(c.in_channels, c.input_size) for c in convs] == [(1, (8, 8)), (16, (4, 4))]
+    assert sum(isinstance(layer, nn.PixelUnshuffle) for layer in net) == 2
+    head = next(layer for layer in net if isinstance(layer, LipschitzLinear))
+    assert head.in_features == 8 * 4 * 2 * 2
     assert any(isinstance(layer, GroupSort) for layer in net)
     x = torch.randn(3, 1, 8, 8)
     assert torch.equal(net(x), net(x.reshape(3, 64)))
+
+
+def test_cnn_keeps_the_bound_normalised_layer_and_pooling_by_name():
+    net = lipschitz_cnn((1, 8, 8), (4, 8), (16,), 2, conv="bound", downsampling="pool")
+    convs = [layer for layer in net if isinstance(layer, LipschitzConv2d)]
+    assert [type(conv) for conv in convs] == [LipschitzConv2d, LipschitzConv2d]
+    assert [conv.input_size for conv in convs] == [(8, 8), (4, 4)]
+    assert sum(isinstance(layer, L2NormPool2d) for layer in net) == 2
+
+
+def test_cnn_with_cayley_and_odd_sizes_crops_before_unshuffling():
+    net = lipschitz_cnn((2, 7, 5), (4,), (8,), 3, conv="cayley").eval()
+    assert isinstance(net[1], CayleyConv2d) and net[1].input_size == (7, 5)
+    assert net(torch.randn(2, 70)).shape == (2, 3)
+    head = next(layer for layer in net if isinstance(layer, LipschitzLinear))
+    assert head.in_features == 4 * 4 * 3 * 2
 
 
 @pytest.mark.parametrize(
