@@ -16,6 +16,7 @@ _LAZY = {
     "LipschitzClassifier": "sklip.classifier",
     "WassersteinEstimator": "sklip.wasserstein",
     "wasserstein_distance": "sklip.wasserstein",
+    "wasserstein_test": "sklip._two_sample",
     "fit_in_chunks": "sklip._streaming",
 }
 
@@ -25,6 +26,7 @@ __all__ = [
     "__version__",
     "fit_in_chunks",
     "wasserstein_distance",
+    "wasserstein_test",
 ]
 
 
