@@ -13,6 +13,7 @@ between the two empirical measures.
 from __future__ import annotations
 
 import copy
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -21,12 +22,15 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import LipschitzEstimatorBase
-from ._dual import certified_lower_bound, dual_value, midpoint
+from ._dual import certified_lower_bound, confidence_lower_bound, dual_value, midpoint
 from ._inputs import checked_weights
 from ._state import atomic
 from ._streaming import check_two_sets, streamed_wasserstein
 
 __all__ = ["WassersteinEstimator", "wasserstein_distance"]
+
+
+CONFIDENCE_RISK = 0.05  # confidence_lower_bound_ holds with probability >= 95 %
 
 
 class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
@@ -95,6 +99,18 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         ``fit``, as float64 holds them. The dual value's own floating-point
         error (the frozen network's per-point rounding bound and that of the
         means) is subtracted first, so it holds for the exact value.
+    confidence_lower_bound_ : float
+        With early stopping: a lower bound of the *population* :math:`W_1`
+        (of the distributions the sets were drawn from), holding with
+        probability at least 95 % (asymptotically). The held-out rows never
+        trained the critic, so its dual value on them estimates
+        :math:`E_Q f - E_P f \le W_1` without bias; the bound subtracts
+        :math:`z` standard errors, with :math:`z` for a risk of
+        :math:`0.05 / (2E)`: the held-out rows also chose the best of the
+        :math:`E` epochs (and the sign of the critic), and the union bound
+        over those candidates keeps the level. Floored at 0. NaN after a warm
+        start (the earlier critic may have seen the held-out rows);
+        :func:`sklip.wasserstein_test` gives a bound at any level.
     validation_distance_ : float
         Dual value on the held-out part only (with early stopping). The best
         epoch is chosen by this same value, so it is biased upwards as an
@@ -175,8 +191,12 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         -------
         self
         """
+        warm = self.warm_start and hasattr(self, "module_")
+        epochs_before = self.n_iter_ if warm else 0
         full, _, held_out = self._fit_hkr(X, y, sample_weight)
-        self._summarise(*full, held_out=held_out)
+        # A warm start began from a critic that may have seen the held-out rows.
+        candidates = None if warm else 2 * max(self.n_iter_ - epochs_before, 1)
+        self._summarise(*full, held_out=held_out, candidates=candidates)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -226,7 +246,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         """What follows a ``partial_fit`` epoch: the chunk's figures."""
         self._summarise(X, labels, weights, held_out=None)
 
-    def _summarise(self, X, labels, weights, held_out) -> None:
+    def _summarise(self, X, labels, weights, held_out, candidates=None) -> None:
         """``distance_``, ``lower_bound_``, ``offset_`` (and the held-out value) of the critic.
 
         The critic is first oriented: if its dual value on these sets is
@@ -252,12 +272,32 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         )
         if held_out is not None:
             X_val, labels_val, weights_val = held_out
-            self.validation_distance_ = dual_value(
-                self._evaluate(X_val)[:, 0], labels_val, weights_val
+            outputs, error_val, _ = self._evaluate(X_val, bounds=True)
+            self.validation_distance_ = dual_value(outputs[:, 0], labels_val, weights_val)
+            self.confidence_lower_bound_ = self._held_out_bound(
+                outputs[:, 0], error_val, labels_val, weights_val, candidates
             )
-        elif hasattr(self, "validation_distance_"):
-            del self.validation_distance_  # a previous fit's: not of this critic
+        else:
+            for name in ("validation_distance_", "confidence_lower_bound_"):
+                if hasattr(self, name):
+                    delattr(self, name)  # a previous fit's: not of this critic
         self.offset_ = midpoint(potential, labels, weights) if self.alpha == 0 else 0.0
+
+    def _held_out_bound(self, potential, error, labels, weights, candidates) -> float:
+        """``confidence_lower_bound_``: the held-out rows' CLT bound, corrected for selection.
+
+        The published critic is one of ``candidates`` (each epoch's network,
+        maybe negated), all independent of the held-out rows, which chose
+        among them; a bound at risk ``CONFIDENCE_RISK / candidates`` for each
+        holds for all at once (union bound), so for the chosen one. None
+        (a warm start): no bound.
+        """
+        if candidates is None:
+            return float("nan")
+        z = NormalDist().inv_cdf(1 - CONFIDENCE_RISK / candidates)
+        return confidence_lower_bound(
+            potential, error, labels, weights, self.lipschitz_constant_, z
+        )
 
     def _negate_critic(self) -> None:
         """Publish ``-f``: the frozen network, the trained one and Adam's first moments.

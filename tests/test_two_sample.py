@@ -13,7 +13,7 @@ CHEAP = dict(hidden_layer_sizes=(16, 16), max_epochs=5, batch_size=256)
 def test_the_statistic_and_bound_match_a_known_translation():
     rng = np.random.RandomState(0)
     P = rng.normal(size=(2000, 2))
-    Q = rng.normal(size=(2000, 2)) + [0.6, 0.8]  # W1 = 1 exactly (a translation)
+    Q = rng.normal(size=(2000, 2)) + np.array([0.6, 0.8])  # W1 = 1 exactly (a translation)
     result = wasserstein_test(P, Q, random_state=0)
     assert result.statistic == pytest.approx(1.0, rel=0.05)
     assert 0.85 < result.confidence_lower_bound < 1.0
@@ -28,7 +28,8 @@ def test_p_values_are_calibrated_under_the_null():
     for seed in range(60):
         rng = np.random.RandomState(seed)
         P, Q = rng.normal(size=(40, 2)), rng.normal(size=(40, 2))
-        pvalues.append(wasserstein_test(P, Q, random_state=seed, n_permutations=199, **CHEAP).pvalue)
+        result = wasserstein_test(P, Q, random_state=seed, n_permutations=199, **CHEAP)
+        pvalues.append(result.pvalue)
     pvalues = np.array(pvalues)
     for level in (0.1, 0.25, 0.5):
         # 3 standard errors of a binomial share over 60 draws.
@@ -79,12 +80,13 @@ def test_same_seed_same_result_and_no_global_state_touched():
     rng = np.random.RandomState(0)
     P, Q = rng.normal(size=(30, 2)), rng.normal(size=(30, 2)) + 1.0
     P_before, Q_before = P.copy(), Q.copy()
-    torch_state, np_state = torch.get_rng_state(), np.random.get_state()[1].copy()
+    torch_state = torch.get_rng_state()
+    np_state = np.random.get_state()[1].copy()  # noqa: NPY002
     first = wasserstein_test(P, Q, random_state=3, **CHEAP)
     assert wasserstein_test(P, Q, random_state=3, **CHEAP) == first
     assert np.array_equal(P, P_before) and np.array_equal(Q, Q_before)
     assert torch.equal(torch.get_rng_state(), torch_state)
-    assert np.array_equal(np.random.get_state()[1], np_state)
+    assert np.array_equal(np.random.get_state()[1], np_state)  # noqa: NPY002
 
 
 @pytest.mark.parametrize(
@@ -105,3 +107,35 @@ def test_bad_input_gets_a_clear_error(kwargs, message):
     X_p, X_q = call.pop("X_p"), call.pop("X_q")
     with pytest.raises(ValueError, match=message):
         wasserstein_test(X_p, X_q, **call)
+
+
+def test_estimator_confidence_bound_covers_the_population_distance():
+    # The held-out rows chose the epoch; the union bound over epochs keeps the level.
+    from sklip import WassersteinEstimator
+
+    bounds = []
+    for seed in range(30):
+        rng = np.random.RandomState(200 + seed)
+        P, Q = rng.normal(size=(2000, 1)), rng.normal(size=(2000, 1)) + 0.5
+        X, y = np.vstack([P, Q]), np.repeat([0, 1], 2000)
+        est = WassersteinEstimator(
+            hidden_layer_sizes=(8,), max_epochs=20, batch_size=256, random_state=seed
+        ).fit(X, y)
+        bounds.append(est.confidence_lower_bound_)
+    bounds = np.array(bounds)
+    assert np.mean(bounds <= 0.5) >= 0.95 - 3 * np.sqrt(0.05 * 0.95 / 30)
+    assert np.mean(bounds) > 0.2  # informative: 400 held-out rows per set
+
+
+def test_estimator_confidence_bound_needs_untouched_held_out_rows():
+    from sklip import WassersteinEstimator
+
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(size=(60, 2)), rng.normal(size=(60, 2)) + 1])
+    y = np.repeat([0, 1], 60)
+    est = WassersteinEstimator(max_epochs=3, random_state=0).fit(X, y)
+    assert 0 <= est.confidence_lower_bound_ <= est.validation_distance_
+    est.set_params(warm_start=True).fit(X, y)  # started from a critic that saw every row
+    assert np.isnan(est.confidence_lower_bound_)
+    est = WassersteinEstimator(max_epochs=3, early_stopping=False, random_state=0).fit(X, y)
+    assert not hasattr(est, "confidence_lower_bound_")  # no held-out rows: no bound
