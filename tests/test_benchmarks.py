@@ -67,6 +67,22 @@ def test_images_benchmark_runs_at_smoke_size():
     assert any(line.startswith("- CNN beats the MLP by >= 5 points") for line in lines)
 
 
+def test_wasserstein_accuracy_suite_runs_at_smoke_size():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "wasserstein_accuracy.py"), "--smoke", "--no-record"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert [row[1].strip() for row in rows] == ["shift", "radial", "point mass"]
+    for row in rows:
+        truth = float(row[4])
+        estimate = float(row[5].split()[0])
+        assert 0.5 * truth < estimate < 1.5 * truth  # 100 rows per set: rough
+        assert "(covers)" in row[6] and float(row[6].split()[0]) >= 0  # seed 0: covered
+
+
 @pytest.mark.slow
 def test_training_benchmark_runs_at_smoke_size():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -1,0 +1,115 @@
+"""Known-answer suite for Wasserstein-1 estimates (issue 16, first step).
+
+Pairs of distributions whose population W1 is known in closed form, beyond
+translations (where the optimal potential is linear):
+
+* "shift": N(0, I) against N(v, I), |v| = 1: W1 = 1 (potential linear).
+* "radial": N(0, I) against N(0, 4 I): mass moves along rays from the origin,
+  x -> 2 x, so W1 = (2 - 1) E|z| with E|z| = sqrt(2) Gamma((d+1)/2) / Gamma(d/2)
+  (potential |x|, a cone).
+* "point mass": every point of P at the origin, against N(0, 4 I): W1 = 2 E|z|.
+
+Rows per case (dimension d, n rows per set, one draw, seed 0): sklip's
+``WassersteinEstimator(random_state=0)`` estimate ``distance_`` and its
+``confidence_lower_bound_`` (95 %), POT's exact OT between the samples
+(``ot.emd2``, n <= 2000) and its Sinkhorn divergence with entropic
+regularisation 0.05 x the mean cost (``ot.sinkhorn2``, log-domain, n <= 2000).
+Errors are relative to the population W1.
+
+Run: ``python benchmarks/wasserstein_accuracy.py [--dims 2 8 ...] [--sizes 300 2000]
+[--no-record]``; ``--smoke`` runs a toy grid (for the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import numpy as np
+from _record import record
+
+from sklip import WassersteinEstimator
+
+OT_MAX_ROWS = 2000  # exact OT's n x n cost matrix beyond this: minutes and GBs
+
+
+def expected_norm(d: int) -> float:
+    """E|z| for z ~ N(0, I_d)."""
+    return math.sqrt(2) * math.exp(math.lgamma((d + 1) / 2) - math.lgamma(d / 2))
+
+
+def draw(case: str, d: int, n: int, rng: np.random.RandomState):
+    """Samples P, Q of a case and its population W1."""
+    if case == "shift":
+        direction = rng.normal(size=d)
+        direction /= np.linalg.norm(direction)
+        return rng.normal(size=(n, d)), rng.normal(size=(n, d)) + direction, 1.0
+    if case == "radial":
+        return rng.normal(size=(n, d)), 2.0 * rng.normal(size=(n, d)), expected_norm(d)
+    if case == "point mass":
+        return np.zeros((n, d)), 2.0 * rng.normal(size=(n, d)), 2.0 * expected_norm(d)
+    raise ValueError(case)
+
+
+def sklip_estimate(P: np.ndarray, Q: np.ndarray) -> tuple[float, float, float]:
+    X, y = np.vstack((P, Q)), np.repeat([0, 1], (len(P), len(Q)))
+    started = time.perf_counter()
+    est = WassersteinEstimator(random_state=0).fit(X, y)
+    return est.distance_, est.confidence_lower_bound_, time.perf_counter() - started
+
+
+def pot_estimates(P: np.ndarray, Q: np.ndarray) -> tuple[float | None, float | None]:
+    try:
+        import ot
+    except ImportError:
+        return None, None
+    if len(P) > OT_MAX_ROWS:
+        return None, None
+    cost = ot.dist(P, Q, metric="euclidean")
+    uniform_p, uniform_q = np.full(len(P), 1 / len(P)), np.full(len(Q), 1 / len(Q))
+    exact = float(ot.emd2(uniform_p, uniform_q, cost, numItermax=10_000_000))
+    reg = 0.05 * float(cost.mean())
+    sinkhorn = float(ot.sinkhorn2(uniform_p, uniform_q, cost, reg, method="sinkhorn_log"))
+    return exact, sinkhorn
+
+
+def _error(value: float | None, truth: float) -> str:
+    return "-" if value is None else f"{value:.3f} ({(value / truth - 1) * 100:+.1f}%)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", nargs="*", default=["shift", "radial", "point mass"])
+    parser.add_argument("--dims", nargs="*", type=int, default=[2, 8, 32, 64, 256])
+    parser.add_argument("--sizes", nargs="*", type=int, default=[300, 2000])
+    parser.add_argument("--smoke", action="store_true", help="toy grid, for the tests")
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    args = parser.parse_args()
+    if args.smoke:
+        args.dims, args.sizes = [2], [100]
+    lines = [
+        "| case | d | n per set | W1 | sklip distance_ | sklip 95% lower bound | "
+        "exact OT (emd2) | Sinkhorn | sklip seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for case in args.cases:
+        for d in args.dims:
+            for n in args.sizes:
+                P, Q, truth = draw(case, d, n, np.random.RandomState(0))
+                estimate, bound, seconds = sklip_estimate(P, Q)
+                exact, sinkhorn = pot_estimates(P, Q)
+                covered = "covers" if bound <= truth else "ABOVE W1"
+                lines.append(
+                    f"| {case} | {d} | {n} | {truth:.3f} | {_error(estimate, truth)} | "
+                    f"{bound:.3f} ({covered}) | {_error(exact, truth)} | "
+                    f"{_error(sinkhorn, truth)} | {seconds:.1f} |"
+                )
+                print(lines[-1], flush=True)
+    if not (args.no_record or args.smoke):
+        record("wasserstein_accuracy.py", "Wasserstein-1 known-answer suite (issue 16)",
+               "\n".join(lines))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
