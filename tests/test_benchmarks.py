@@ -83,6 +83,20 @@ def test_wasserstein_accuracy_suite_runs_at_smoke_size():
         assert "(covers)" in row[6] and float(row[6].split()[0]) >= 0  # seed 0: covered
 
 
+def test_two_sample_benchmark_runs_at_smoke_size():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "two_sample.py"), "--smoke", "--no-record"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")]
+    ours = [row for row in rows if row[3].strip() == "sklip wasserstein_test"]
+    assert [row[1].strip() for row in ours] == ["null", "mean shift 0.3", "scale 1.15"]
+    for row in rows:
+        assert 0.0 <= float(row[4].split("±")[0]) <= 1.0
+
+
 @pytest.mark.slow
 def test_training_benchmark_runs_at_smoke_size():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

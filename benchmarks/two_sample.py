@@ -1,0 +1,95 @@
+"""Two-sample tests: sklip.wasserstein_test against hyppo's energy and MMD tests (issue 16).
+
+Settings: n = 500 rows per set, level 0.05, one draw of both samples per
+repetition (seeds 0, 1, ...). Cases: the null (N(0, I) against N(0, I)), a
+mean shift (N(0, I) against N(delta, I) with |delta| = 0.3, along the first
+axis) and a scale change (N(0, I) against N(0, 1.15^2 I)), in d = 16 and 64.
+Each test's rejection rate over the draws: the type-I error under the null,
+the power otherwise. sklip: ``wasserstein_test(P, Q, random_state=seed,
+n_permutations=199)`` with the estimator's defaults; hyppo (in the ``bench``
+extra): ``Energy().test`` and ``MMD().test`` (Gaussian kernel, its default
+bandwidth), 199 permutations each.
+
+Run: ``python benchmarks/two_sample.py [--draws 100] [--dims 16 64] [--no-record]``;
+``--smoke`` runs 3 draws at d = 4, n = 60 (for the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+from _record import record
+
+from sklip import wasserstein_test
+
+LEVEL = 0.05
+CASES = ("null", "mean shift 0.3", "scale 1.15")
+
+
+def draw(case: str, d: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.RandomState(seed)
+    P, Q = rng.normal(size=(n, d)), rng.normal(size=(n, d))
+    if case == "mean shift 0.3":
+        Q[:, 0] += 0.3
+    elif case == "scale 1.15":
+        Q *= 1.15
+    return P, Q
+
+
+def pvalues(P: np.ndarray, Q: np.ndarray, seed: int) -> dict[str, float]:
+    out = {"sklip wasserstein_test": wasserstein_test(P, Q, random_state=seed,
+                                                      n_permutations=199).pvalue}  # fmt: skip
+    try:
+        from hyppo.ksample import MMD, Energy
+    except ImportError:
+        return out
+    state = np.random.get_state()  # noqa: NPY002 (hyppo permutes with the global RNG)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # hyppo warns below 1000 permutations
+            np.random.seed(seed)  # noqa: NPY002
+            out["hyppo Energy"] = float(Energy().test(P, Q, reps=199, workers=1)[1])
+            out["hyppo MMD"] = float(MMD().test(P, Q, reps=199, workers=1)[1])
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--draws", type=int, default=100)
+    parser.add_argument("--dims", nargs="*", type=int, default=[16, 64])
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--smoke", action="store_true", help="toy sizes, for the tests")
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    args = parser.parse_args()
+    if args.smoke:
+        args.draws, args.dims, args.n = 3, [4], 60
+    lines = ["| case | d | test | rejection rate at 0.05 | seconds per test |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for d in args.dims:
+        for case in CASES:
+            rejected: dict[str, list[bool]] = {}
+            seconds: dict[str, float] = {}
+            for seed in range(args.draws):
+                P, Q = draw(case, d, args.n, seed)
+                started = time.perf_counter()
+                for name, pvalue in pvalues(P, Q, seed).items():
+                    rejected.setdefault(name, []).append(pvalue <= LEVEL)
+                seconds["all"] = seconds.get("all", 0.0) + time.perf_counter() - started
+            for name, flags in rejected.items():
+                rate = np.mean(flags)
+                spread = np.sqrt(max(rate * (1 - rate), 1e-12) / len(flags))
+                lines.append(f"| {case} | {d} | {name} | {rate:.3f} ± {spread:.3f} | "
+                             f"{seconds['all'] / args.draws / len(rejected):.2f} |")  # fmt: skip
+                print(lines[-1], flush=True)
+    if not (args.no_record or args.smoke):
+        record("two_sample.py", f"Two-sample tests, n = {args.n} per set (issue 16)",
+               f"{args.draws} draws per case.\n\n" + "\n".join(lines))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
