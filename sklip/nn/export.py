@@ -67,26 +67,16 @@ def _export_layer(layer: nn.Module) -> nn.Module:
             device=reference.device,
             dtype=reference.dtype,
         )
-    elif isinstance(layer, LipschitzConv2d):
+    elif isinstance(layer, LipschitzConv2d | CayleyConv2d):
+        circular = isinstance(layer, CayleyConv2d)  # periodic: its applied kernel wraps
         plain = nn.utils.skip_init(
             nn.Conv2d,
             layer.in_channels,
             layer.out_channels,
             layer.kernel_size,
-            stride=layer.stride,
+            stride=1 if circular else layer.stride,
             padding=layer.padding,
-            bias=layer.bias is not None,
-            device=reference.device,
-            dtype=reference.dtype,
-        )
-    elif isinstance(layer, CayleyConv2d):
-        plain = nn.utils.skip_init(
-            nn.Conv2d,
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel_size,
-            padding=layer.padding,
-            padding_mode="circular",
+            padding_mode="circular" if circular else "zeros",
             bias=layer.bias is not None,
             device=reference.device,
             dtype=reference.dtype,

@@ -377,14 +377,31 @@ def _analyse_conv(conv: nn.Conv2d, shape: tuple[int, ...]) -> _LayerRounding:
     out_h = (shape[2] + 2 * conv.padding[0] - k_h) // s_h + 1
     out_w = (shape[3] + 2 * conv.padding[1] - k_w) // s_w + 1
     positions = out_h * out_w
-    # || |K| * |z| || <= ||K||_F sqrt(patches per pixel) ||z||: each pixel enters
-    # at most ceil(k/s) patches along each axis.
-    patches = math.ceil(k_h / s_h) * math.ceil(k_w / s_w)
+    # || |K| * |z| || <= ||K||_F sqrt(patches per pixel) ||z||, counting each
+    # (output, tap) pair that reads a pixel: at most ceil(k/s) per axis with
+    # zero padding, more when circular padding wraps a tap onto a pixel twice.
+    circular = conv.padding_mode == "circular"
+    patches = _taps_per_pixel(shape[2], k_h, s_h, conv.padding[0], out_h, circular)
+    patches *= _taps_per_pixel(shape[3], k_w, s_w, conv.padding[1], out_w, circular)
     relative = rounding * float(scaled_norm(conv.weight)) * math.sqrt(patches)
     bias = 0.0 if conv.bias is None else float(scaled_norm(conv.bias))
     absolute = rounding * bias * math.sqrt(positions)
     absolute += 2 * n * SMALLEST_SUBNORMAL * math.sqrt(conv.out_channels * positions)
     return _LayerRounding(_single_layer_bound(conv, tuple(shape[2:])), relative, absolute)
+
+
+def _taps_per_pixel(size: int, kernel: int, stride: int, padding: int, outputs: int,
+                    circular: bool) -> int:  # fmt: skip
+    """Most (output, tap) pairs that read one pixel along an axis, counted exactly."""
+    counts = [0] * size
+    for output in range(outputs):
+        for tap in range(kernel):
+            pixel = output * stride + tap - padding
+            if circular:
+                counts[pixel % size] += 1
+            elif 0 <= pixel < size:
+                counts[pixel] += 1
+    return max(counts)
 
 
 def _analyse_pool(pool: L2NormPool2d, shape: tuple[int, ...]) -> _LayerRounding:

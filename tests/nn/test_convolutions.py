@@ -187,3 +187,33 @@ def test_lipschitz_cnn_refuses_unknown_layers():
         lipschitz_cnn((1, 8, 8), (4,), (8,), 2, conv="soc")
     with pytest.raises(ValueError, match="downsampling must be"):
         lipschitz_cnn((1, 8, 8), (4,), (8,), 2, downsampling="max")
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "padding", "mode"),
+    [
+        ((8, 8), 3, 1, 1, "zeros"),
+        ((9, 7), 3, 2, 1, "zeros"),
+        ((8, 8), 9, 1, 4, "circular"),
+        ((4, 5), 3, 1, 2, "circular"),
+        ((6, 6), 5, 2, 2, "circular"),
+    ],
+)
+def test_rounding_counts_every_tap_that_reads_a_pixel(size, kernel, stride, padding, mode):
+    # The frozen network's |K| * |z| bound needs the most (output, tap) pairs
+    # reading one pixel; count them by convolving an all-ones kernel over each
+    # one-hot image. Circular padding can wrap two taps onto one pixel.
+    from sklip.nn.frozen import _taps_per_pixel
+
+    conv = nn.Conv2d(1, 1, kernel, stride, padding, padding_mode=mode, bias=False).double()
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+    pixels = size[0] * size[1]
+    one_hot = torch.eye(pixels, dtype=torch.float64).reshape(pixels, 1, *size)
+    with torch.no_grad():
+        counts = conv(one_hot).reshape(pixels, -1).sum(dim=1)
+    out = conv(one_hot[:1]).shape[-2:]
+    circular = mode == "circular"
+    expected = _taps_per_pixel(size[0], kernel, stride, padding, out[0], circular)
+    expected *= _taps_per_pixel(size[1], kernel, stride, padding, out[1], circular)
+    assert counts.max().item() == expected
