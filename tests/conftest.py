@@ -72,7 +72,7 @@ def translated():
 
     X, y = translated_digits()
     X_train, X_test, y_train, y_test = train_test_split(
-        X, y, train_size=600, test_size=300, stratify=y, random_state=0
+        X, y, train_size=600, test_size=120, stratify=y, random_state=0
     )
     return X_train, X_test, y_train, y_test
 
