@@ -63,9 +63,10 @@ ax.set_title("10 digits, test set")
 plt.show()
 
 # %%
-# At the same settings the CNN is as accurate as the MLP and certifies at least
-# as much at every radius (``benchmarks/images.py``: 0.938 / 0.784 / 0.538
-# against 0.936 / 0.767 / 0.520 at eps 0.5 / 1.0 / 1.5 on this split). With
+# At the same settings the CNN is about as accurate as the MLP and certifies
+# about as much (``benchmarks/images.py``: 0.938 / 0.784 / 0.538 against
+# 0.936 / 0.767 / 0.520 at eps 0.5 / 1.0 / 1.5 on this split; level on average
+# over three other splits). With
 # L2-norm pooling instead of unshuffling, or kernels divided by a norm bound
 # (``sklip.nn.lipschitz_cnn(conv="bound", downsampling="pool")``, sklip's
 # earlier CNN), it certified about half as much at eps 1: those layers shrink
