@@ -69,5 +69,5 @@ plt.show()
 # over three other splits). With
 # L2-norm pooling instead of unshuffling, or kernels divided by a norm bound
 # (``sklip.nn.lipschitz_cnn(conv="bound", downsampling="pool")``, sklip's
-# earlier CNN), it certified about half as much at eps 1: those layers shrink
+# earlier CNN), it certified under 40 % as much at eps 1: those layers shrink
 # the differences between images, and the certified radius with them.
