@@ -106,10 +106,11 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         trained the critic, so its dual value on them estimates
         :math:`E_Q f - E_P f \le W_1` without bias; the bound subtracts
         :math:`z` standard errors, with :math:`z` for a risk of
-        :math:`0.05 / (2E)`: the held-out rows also chose the best of the
-        :math:`E` epochs (and the sign of the critic), and the union bound
-        over those candidates keeps the level. Floored at 0. NaN after a warm
-        start (the earlier critic may have seen the held-out rows);
+        :math:`0.05 / (2\,\mathrm{max\_epochs})`: the held-out rows also
+        chose the best epoch of the training trajectory (and the sign of the
+        critic), and the union bound over those candidates keeps the level.
+        Floored at 0. NaN after a warm start (the earlier critic may have
+        seen the held-out rows);
         :func:`sklip.wasserstein_test` gives a bound at any level.
     validation_distance_ : float
         Dual value on the held-out part only (with early stopping). The best
@@ -192,10 +193,12 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         self
         """
         warm = self.warm_start and hasattr(self, "module_")
-        epochs_before = self.n_iter_ if warm else 0
         full, _, held_out = self._fit_hkr(X, y, sample_weight)
-        # A warm start began from a critic that may have seen the held-out rows.
-        candidates = None if warm else 2 * max(self.n_iter_ - epochs_before, 1)
+        # The held-out rows chose among the critics of the training trajectory,
+        # which does not depend on them: at most max_epochs epochs, each with
+        # either sign. (Not the epochs run: when to stop depended on them.) A
+        # warm start began from a critic that may have seen them: no bound.
+        candidates = None if warm else 2 * self.max_epochs
         self._summarise(*full, held_out=held_out, candidates=candidates)
         return self
 
@@ -286,11 +289,11 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
     def _held_out_bound(self, potential, error, labels, weights, candidates) -> float:
         """``confidence_lower_bound_``: the held-out rows' CLT bound, corrected for selection.
 
-        The published critic is one of ``candidates`` (each epoch's network,
-        maybe negated), all independent of the held-out rows, which chose
-        among them; a bound at risk ``CONFIDENCE_RISK / candidates`` for each
-        holds for all at once (union bound), so for the chosen one. None
-        (a warm start): no bound.
+        The published critic is one of ``candidates`` (an epoch's network of
+        the training trajectory, maybe negated), all independent of the
+        held-out rows, which chose among them; a bound at risk
+        ``CONFIDENCE_RISK / candidates`` for each holds for all at once (union
+        bound), so for the chosen one. None (a warm start): no bound.
         """
         if candidates is None:
             return float("nan")
