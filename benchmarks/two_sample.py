@@ -3,7 +3,8 @@
 Settings: n = 500 rows per set, level 0.05, one draw of both samples per
 repetition (seeds 0, 1, ...). Cases: the null (N(0, I) against N(0, I)), a
 mean shift (N(0, I) against N(delta, I) with |delta| = 0.3, along the first
-axis) and a scale change (N(0, I) against N(0, 1.15^2 I)), in d = 16 and 64.
+axis) and a scale change (N(0, I) against N(0, 1.05^2 I); 1.15 gave every
+test power 1), in d = 16 and 64.
 Each test's rejection rate over the draws: the type-I error under the null,
 the power otherwise. sklip: ``wasserstein_test(P, Q, random_state=seed,
 n_permutations=199)`` with the estimator's defaults; hyppo (in the ``bench``
@@ -26,7 +27,7 @@ from _record import record
 from sklip import wasserstein_test
 
 LEVEL = 0.05
-CASES = ("null", "mean shift 0.3", "scale 1.15")
+CASES = ("null", "mean shift 0.3", "scale 1.05")
 
 
 def draw(case: str, d: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -34,8 +35,8 @@ def draw(case: str, d: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     P, Q = rng.normal(size=(n, d)), rng.normal(size=(n, d))
     if case == "mean shift 0.3":
         Q[:, 0] += 0.3
-    elif case == "scale 1.15":
-        Q *= 1.15
+    elif case == "scale 1.05":
+        Q *= 1.05
     return P, Q
 
 

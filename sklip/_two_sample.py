@@ -33,6 +33,7 @@ from ._streaming import check_two_sets
 
 __all__ = ["WassersteinTestResult", "wasserstein_test"]
 
+MIN_ROWS = 10  # per set: the critic's own held-out split needs a few of each
 _PERMUTATION_BLOCK = 64  # permutations drawn at once: memory is block x test rows
 
 
@@ -93,7 +94,7 @@ def wasserstein_test(
     Parameters
     ----------
     X_p, X_q : array-like of shape (n_p, n_features), (n_q, n_features)
-        The two samples, at least 4 rows each.
+        The two samples, at least 10 rows each.
     test_fraction : float, default=0.5
         Share of each set kept for the test, in (0, 1).
     confidence_level : float, default=0.95
@@ -102,8 +103,7 @@ def wasserstein_test(
         Label permutations of the test rows; the p-value is at least
         ``1 / (1 + n_permutations)``.
     random_state : int, RandomState instance or None, default=None
-        Draws the split and the permutations, and seeds the estimator (unless
-        ``params`` gives its own ``random_state``).
+        Draws the split and the permutations, and seeds the critic's estimator.
     **params
         Parameters of :class:`WassersteinEstimator`.
 
@@ -114,7 +114,7 @@ def wasserstein_test(
     Raises
     ------
     ValueError
-        If a set has fewer than 4 rows, NaN or infinite values, the sets have
+        If a set has fewer than 10 rows, NaN or infinite values, the sets have
         different numbers of features, or a parameter is out of range.
 
     Examples
@@ -130,14 +130,17 @@ def wasserstein_test(
     _check_parameters(test_fraction, confidence_level, n_permutations)
     X_p, X_q, _, _ = check_two_sets(X_p, X_q, None, None, None)
     for X, name in ((X_p, "X_p"), (X_q, "X_q")):
-        if X.shape[0] < 4:
-            raise ValueError(f"{name} needs at least 4 rows for a test, got {X.shape[0]}.")
+        if X.shape[0] < MIN_ROWS:
+            raise ValueError(
+                f"{name} needs at least {MIN_ROWS} rows for a test (some to fit the critic, "
+                f"some to test it), got {X.shape[0]}."
+            )
     rng = check_random_state(random_state)
     fit_p, test_p = _split(X_p.shape[0], test_fraction, rng)
     fit_q, test_q = _split(X_q.shape[0], test_fraction, rng)
     from .wasserstein import WassersteinEstimator
 
-    params.setdefault("random_state", rng.randint(np.iinfo(np.int32).max))
+    params["random_state"] = rng.randint(np.iinfo(np.int32).max)
     X_fit = np.vstack((X_p[fit_p], X_q[fit_q]))
     y_fit = np.repeat([0, 1], (len(fit_p), len(fit_q)))
     critic = WassersteinEstimator(**params).fit(X_fit, y_fit)
@@ -163,8 +166,8 @@ def wasserstein_test(
 
 
 def _split(n: int, test_fraction: float, rng: np.random.RandomState):
-    """Random (fit, test) row indices, at least 2 of each."""
-    n_test = min(max(2, round(test_fraction * n)), n - 2)
+    """Random (fit, test) row indices: at least 2 to test, 5 to fit."""
+    n_test = min(max(2, round(test_fraction * n)), n - 5)
     order = rng.permutation(n)
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
@@ -181,8 +184,8 @@ def _permutation_pvalue(
     total = potential.sum()
     # T = mean over Q - mean over P, from the sum over the rows labelled Q.
     scale_q, scale_p = 1.0 / n_q, 1.0 / (n - n_q)
-    # Compare sums, not rounded means: ties (a critic constant on the test
-    # rows) must count as reaching the observed value.
+    # A relative tolerance: ties (a critic constant on the test rows) must count
+    # as reaching the observed value whatever the rounding of the two means.
     tolerance = 1e-12 * np.abs(potential).sum() * (scale_q + scale_p)
     reached = 0
     for start in range(0, n_permutations, _PERMUTATION_BLOCK):

@@ -93,7 +93,7 @@ def test_same_seed_same_result_and_no_global_state_touched():
     "kwargs, message",
     [
         (dict(X_q=np.zeros((10, 3))), "same number of features"),
-        (dict(X_p=np.zeros((3, 2))), "at least 4 rows"),
+        (dict(X_p=np.zeros((9, 2))), "at least 10 rows"),
         (dict(X_p=np.full((10, 2), np.nan)), "NaN"),
         (dict(test_fraction=1.0), "test_fraction"),
         (dict(confidence_level=0.0), "confidence_level"),
