@@ -97,7 +97,9 @@ def rounding_slack(*dimensions: int) -> float:
 
 CONV_PADDINGS = ("zeros", "circular")  # the nn.Conv2d padding modes bounded here
 
-_ONE_LIPSCHITZ = (
+# Parameter-free layers that compute exactly in floating point (comparisons,
+# sign tests, moves of values): 1-Lipschitz, and no rounding to bound.
+EXACT_LAYERS = (
     GroupSort,
     FullSort,
     nn.ReLU,
@@ -107,6 +109,9 @@ _ONE_LIPSCHITZ = (
     nn.PixelUnshuffle,
     nn.ZeroPad2d,  # zero rows/columns added or (negative) dropped
     ImageView,
+)
+_ONE_LIPSCHITZ = (
+    *EXACT_LAYERS,
     L2NormPool2d,  # scaled by construction to be 1-Lipschitz
 )
 

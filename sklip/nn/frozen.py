@@ -54,8 +54,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .activations import FullSort, GroupSort
 from .bounds import (
+    EXACT_LAYERS,
     SMALLEST_SUBNORMAL,
     UNIT_ROUNDOFF,
     _single_layer_bound,
@@ -64,23 +64,11 @@ from .bounds import (
     pairwise_lipschitz_bound,
 )
 from .export import export
-from .layers import ImageView, L2NormPool2d
+from .layers import L2NormPool2d
 
 __all__ = ["FrozenNetwork", "FrozenOutputs", "scaled_norm"]
 
 _BOUND_SAFETY = 1.0 + 1e-9  # covers the rounding of evaluating the error bound
-# Layers that compute exactly in floating point: comparisons, sign tests, moves.
-_EXACT = (
-    GroupSort,
-    FullSort,
-    nn.ReLU,
-    nn.Identity,
-    nn.Flatten,
-    nn.Unflatten,
-    nn.PixelUnshuffle,
-    nn.ZeroPad2d,  # zero rows/columns added or (negative) dropped
-    ImageView,
-)
 
 
 def scaled_norm(tensor: Tensor, dim: int | None = None) -> Tensor:
@@ -360,7 +348,7 @@ def _analyse(layer: nn.Module, shape: tuple[int, ...]) -> _LayerRounding:
         return _analyse_conv(layer, shape)
     if isinstance(layer, L2NormPool2d):
         return _analyse_pool(layer, shape)
-    if isinstance(layer, _EXACT):
+    if isinstance(layer, EXACT_LAYERS):
         return _LayerRounding(1.0)
     raise TypeError(
         f"No rounding analysis is known for layer {layer.__class__.__name__}; a frozen "
