@@ -11,6 +11,17 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def run_benchmark(script: str, *args: str) -> str:
+    """Run a benchmark script on one thread; it must succeed. Returns its output."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
 def _record_module():
     spec = importlib.util.spec_from_file_location("_record", BENCHMARKS / "_record.py")
     module = importlib.util.module_from_spec(spec)
@@ -41,15 +52,10 @@ def test_record_default_path_is_the_results_file():
 
 
 def test_images_benchmark_runs_at_smoke_size():
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     rows = ["sklip MLP", "sklip CNN aol + unshuffle", "sklip CNN cayley + unshuffle",
             "deel-torchlip CNN", "plain CNN"]  # fmt: skip
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "images.py"), "--smoke", "--no-record", "--rows", *rows],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = result.stdout.splitlines()
+    output = run_benchmark("images.py", "--smoke", "--no-record", "--rows", *rows)
+    lines = output.splitlines()
     for data in ("digits 8x8", "translated 20x20"):
         start = next(i for i, line in enumerate(lines) if line.startswith(f"**{data}**"))
         table = [line.split("|") for line in lines[start + 4 : start + 4 + len(rows)]]
@@ -68,13 +74,8 @@ def test_images_benchmark_runs_at_smoke_size():
 
 
 def test_wasserstein_accuracy_suite_runs_at_smoke_size():
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "wasserstein_accuracy.py"), "--smoke", "--no-record"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")]
+    output = run_benchmark("wasserstein_accuracy.py", "--smoke", "--no-record")
+    rows = [line.split("|") for line in output.splitlines() if line.startswith("| ")]
     assert [row[1].strip() for row in rows] == ["shift", "radial", "point mass"]
     for row in rows:
         truth = float(row[4])
@@ -84,13 +85,8 @@ def test_wasserstein_accuracy_suite_runs_at_smoke_size():
 
 
 def test_two_sample_benchmark_runs_at_smoke_size():
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "two_sample.py"), "--smoke", "--no-record"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")]
+    output = run_benchmark("two_sample.py", "--smoke", "--no-record")
+    rows = [line.split("|") for line in output.splitlines() if line.startswith("| ")]
     ours = [row for row in rows if row[3].strip() == "sklip wasserstein_test"]
     assert [row[1].strip() for row in ours] == ["null", "mean shift 0.3", "scale 1.05"]
     for row in rows:
@@ -99,13 +95,8 @@ def test_two_sample_benchmark_runs_at_smoke_size():
 
 @pytest.mark.slow
 def test_training_benchmark_runs_at_smoke_size():
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "training.py"), "--smoke", "--no-record"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    output = run_benchmark("training.py", "--smoke", "--no-record")
+    rows = [line for line in output.splitlines() if line.startswith("| ")]
     for data in ("digits 0-vs-8", "moons 10k", "digits 10-class"):
         sklip_row = next(row for row in rows if row.startswith(f"| {data} | sklip |"))
         accuracy = float(sklip_row.split("|")[5])
@@ -115,27 +106,16 @@ def test_training_benchmark_runs_at_smoke_size():
 
 @pytest.mark.slow
 def test_wasserstein_benchmark_finds_the_known_distance():
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "wasserstein.py"), "--sizes", "1000",
-         "--methods", "sklip", "--no-record"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    row = next(line for line in result.stdout.splitlines() if line.startswith("| sklip |"))
+    output = run_benchmark("wasserstein.py", "--sizes", "1000", "--methods", "sklip", "--no-record")
+    row = next(line for line in output.splitlines() if line.startswith("| sklip |"))
     estimate = float(row.split("|")[4])
     assert abs(estimate - 2.0) < 0.1  # translated Gaussians, |v| = 2: W1 is exactly 2
 
 
 @pytest.mark.slow
 def test_tabular_benchmark_runs_at_smoke_size():
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "tabular.py"), "--smoke", "--no-record"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ")]
+    output = run_benchmark("tabular.py", "--smoke", "--no-record")
+    rows = [line.split("|") for line in output.splitlines() if line.startswith("| ")]
     for data in ("iris", "moons"):
         for model in ("LogisticRegression", "SVC", "MLPClassifier", "HistGradientBoosting",
                       "sklip defaults", "sklip grid", "deel-torchlip"):  # fmt: skip
@@ -157,16 +137,10 @@ def test_tabular_benchmark_runs_at_smoke_size():
 
 @pytest.mark.slow
 def test_tradeoff_benchmark_draws_its_figure_at_smoke_size(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     png = tmp_path / "hkr_tradeoff.png"
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "tradeoff.py"), "--smoke", "--no-record",
-         "--figure", str(png)],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+    output = run_benchmark("tradeoff.py", "--smoke", "--no-record", "--figure", str(png))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
-    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| moons")]
+    rows = [line.split("|") for line in output.splitlines() if line.startswith("| moons")]
     assert len(rows) == 4  # 2 alphas x 2 margins
     assert any("(auto)" in row[4] for row in rows)  # the margin="auto" column is marked
     for row in rows:
