@@ -48,6 +48,7 @@ def midpoint(potential: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> 
 
 
 def confidence_lower_bound(
+    dual: float,
     potential: np.ndarray,
     error: np.ndarray,
     labels: np.ndarray,
@@ -57,15 +58,14 @@ def confidence_lower_bound(
 ) -> float:
     r"""One-sided CLT lower bound of :math:`E_Q f - E_P f` from held-out rows, over ``L``.
 
-    The rows must be independent of the critic ``f`` (never trained on). The
-    weighted dual value, made safe against floating point by
+    The rows must be independent of the critic ``f`` (never trained on). Their
+    weighted dual value ``dual``, made safe against floating point by
     :func:`certified_lower_bound`, minus ``z`` standard errors of the
     difference of the two weighted means (each mean's variance estimated as
     :math:`\sum_i w_i^2 (f_i - \bar f)^2 / (\sum_i w_i)^2` times the
     small-sample correction :math:`n / (n - 1)`); floored at 0, since
     :math:`W_1 \ge 0`.
     """
-    dual = dual_value(potential, labels, weights)
     safe = certified_lower_bound(dual, potential, error, labels, weights, lipschitz_constant)
     variance = 0.0
     for k in (0, 1):

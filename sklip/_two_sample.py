@@ -150,13 +150,13 @@ def wasserstein_test(
     lipschitz = critic.lipschitz_constant_
     potential = outputs[:, 0]
     weights = np.ones(len(labels))
-    statistic = dual_value(potential, labels, weights) / lipschitz
+    dual = dual_value(potential, labels, weights)
     z = NormalDist().inv_cdf(confidence_level)
     return WassersteinTestResult(
-        statistic=float(statistic),
-        pvalue=_permutation_pvalue(potential, labels, statistic * lipschitz, n_permutations, rng),
+        statistic=float(dual / lipschitz),
+        pvalue=_permutation_pvalue(potential, labels, dual, n_permutations, rng),
         confidence_lower_bound=confidence_lower_bound(
-            potential, error, labels, weights, lipschitz, z
+            dual, potential, error, labels, weights, lipschitz, z
         ),
         distance=float(critic.distance_),
         confidence_level=float(confidence_level),

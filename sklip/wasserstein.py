@@ -278,15 +278,16 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
             outputs, error_val, _ = self._evaluate(X_val, bounds=True)
             self.validation_distance_ = dual_value(outputs[:, 0], labels_val, weights_val)
             self.confidence_lower_bound_ = self._held_out_bound(
-                outputs[:, 0], error_val, labels_val, weights_val, candidates
-            )
+                self.validation_distance_, outputs[:, 0], error_val, labels_val, weights_val,
+                candidates,
+            )  # fmt: skip
         else:
             for name in ("validation_distance_", "confidence_lower_bound_"):
                 if hasattr(self, name):
                     delattr(self, name)  # a previous fit's: not of this critic
         self.offset_ = midpoint(potential, labels, weights) if self.alpha == 0 else 0.0
 
-    def _held_out_bound(self, potential, error, labels, weights, candidates) -> float:
+    def _held_out_bound(self, dual, potential, error, labels, weights, candidates) -> float:
         """``confidence_lower_bound_``: the held-out rows' CLT bound, corrected for selection.
 
         The published critic is one of ``candidates`` (an epoch's network of
@@ -299,7 +300,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
             return float("nan")
         z = NormalDist().inv_cdf(1 - CONFIDENCE_RISK / candidates)
         return confidence_lower_bound(
-            potential, error, labels, weights, self.lipschitz_constant_, z
+            dual, potential, error, labels, weights, self.lipschitz_constant_, z
         )
 
     def _negate_critic(self) -> None:

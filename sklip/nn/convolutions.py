@@ -228,16 +228,15 @@ class CayleyConv2d(_ConstrainedWeight):
         self.out_channels = out_channels
         self.raw_kernel_size = kernel
         self.input_size = size
-        # The applied kernel: odd, covering the torus, centred by the padding.
-        self.kernel_size = tuple(2 * (n // 2) + 1 for n in size)
-        self.padding = tuple(n // 2 for n in size)
         raw = torch.empty(out_channels, in_channels, *kernel)
         # Small raw kernels: the Cayley transform of a small skew part is near
         # the identity, a well-conditioned start.
         nn.init.orthogonal_(raw.view(out_channels, -1), generator=generator)
         self.weight = nn.Parameter(raw / (2 * kernel[0] * kernel[1]) ** 0.5)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self.constraint = _CayleySpatial(size, self.padding, self.kernel_size)
+        self.constraint = _CayleySpatial(size)
+        # The applied kernel (odd, covering the torus) and its circular padding.
+        self.kernel_size, self.padding = self.constraint.kernel_size, self.constraint.padding
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -268,16 +267,18 @@ class CayleyConv2d(_ConstrainedWeight):
 
 
 class _CayleySpatial(nn.Module):
-    """Raw kernel -> the cross-correlation kernel applied with circular padding."""
+    """Raw kernel -> the cross-correlation kernel applied with circular padding.
 
-    def __init__(
-        self, input_size: tuple[int, int], padding: tuple[int, int], kernel_size: tuple[int, int]
-    ) -> None:
+    On an ``N``-pixel axis the applied kernel is odd, ``2 (N // 2) + 1`` taps
+    centred by a circular padding of ``N // 2`` (one zero tap for even ``N``).
+    """
+
+    def __init__(self, input_size: tuple[int, int]) -> None:
         super().__init__()
         self.spectrum = CayleyOrthogonal(input_size)
-        self.input_size = input_size
-        self.padding = padding
-        self.kernel_size = kernel_size
+        self.input_size = self.spectrum.input_size
+        self.padding = tuple(n // 2 for n in self.input_size)
+        self.kernel_size = tuple(2 * p + 1 for p in self.padding)
 
     def forward(self, kernel: Tensor) -> Tensor:
         unitary = self.spectrum(kernel).permute(2, 3, 0, 1)  # (C_out, C_in, N_h, N_w/2+1)
