@@ -45,6 +45,7 @@ from torch import nn
 from sklip import LipschitzClassifier
 from sklip._inputs import image_shape_for
 from sklip.nn import GroupSort, L2NormPool2d, lipschitz_cnn
+from sklip.robustness import certified_accuracy_curve
 
 RADII = {"digits 8x8": (0.5, 1.0, 1.5), "translated 20x20": (0.5, 1.0, 1.5)}
 SHAPES = {"digits 8x8": (1, 8, 8), "translated 20x20": (1, 20, 20)}
@@ -104,10 +105,6 @@ def cnn_classifier(conv: str, downsampling: str) -> type[LipschitzClassifier]:
     return Variant
 
 
-def certified_curve(correct: np.ndarray, radius: np.ndarray, radii) -> list[float]:
-    return [float(np.mean(correct & (radius >= eps))) for eps in radii]
-
-
 def run_sklip(clf, data, radii) -> dict:
     X_train, X_test, y_train, y_test = data
     started = time.perf_counter()
@@ -118,7 +115,7 @@ def run_sklip(clf, data, radii) -> dict:
     per_epoch = float(np.mean([r["epoch_time"] for r in clf.history_]))
     return {
         "accuracy": float(correct.mean()),
-        "certified": certified_curve(correct, radius, radii),
+        "certified": certified_accuracy_curve(correct, radius, np.asarray(radii)).tolist(),
         "epoch": per_epoch,
         "epochs": clf.n_iter_,
         "seconds": seconds,
