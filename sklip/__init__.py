@@ -14,6 +14,7 @@ __version__ = "0.1.0.dev0"
 
 _LAZY = {
     "LipschitzClassifier": "sklip.classifier",
+    "LipschitzOutlierDetector": "sklip.outliers",
     "WassersteinEstimator": "sklip.wasserstein",
     "wasserstein_distance": "sklip.wasserstein",
     "wasserstein_test": "sklip._two_sample",
@@ -22,6 +23,7 @@ _LAZY = {
 
 __all__ = [
     "LipschitzClassifier",
+    "LipschitzOutlierDetector",
     "WassersteinEstimator",
     "__version__",
     "fit_in_chunks",

@@ -59,13 +59,14 @@ def pgd_attack(
 
     Parameters
     ----------
-    estimator : fitted LipschitzClassifier, or Pipeline ending with one
+    estimator : fitted LipschitzClassifier or LipschitzOutlierDetector, or Pipeline ending with one
         A Pipeline is attacked in its raw input space, through its affine
         preprocessing.
     X : array-like of shape (n_samples, n_features)
     y : array-like of shape (n_samples,) or None
-        The class each point keeps under attack, one of ``classes_``; None
-        attacks the current predictions.
+        The class each point keeps under attack, one of ``classes_`` (for a
+        detector, 1 for inlier or -1 for outlier, and the attack drives
+        ``±decision_function`` below 0); None attacks the current predictions.
     eps : float or array-like of shape (n_samples,)
         L2 budget per point, finite and non-negative.
     steps : int, default=50
@@ -114,19 +115,41 @@ def pgd_attack(
     scores, X, classifier = differentiable_scores(estimator, X)
     budget = _budget(eps, X.shape[0])
     x0 = torch.tensor(X, device=classifier.device_)
+    margin = _margin_to_keep(classifier, scores, x0, y)
+    radius = torch.tensor(budget, dtype=x0.dtype, device=x0.device)[:, None]
+    step = radius * (2.5 / steps) if step_size is None else torch.full_like(radius, step_size)
+    best = _pgd_search(margin, x0, radius, step, steps, restarts, rng)
+    return _within_budget(X, to_numpy(best), budget)
+
+
+def _margin_to_keep(
+    classifier: Any, scores: Callable[[Tensor], Tensor], x0: Tensor, y: Any
+) -> Callable[[Tensor], Tensor]:
+    """The margin an attack drives below 0: of class ``y`` (or of the current prediction).
+
+    A classifier's class margin (:func:`_class_margin`); for an outlier
+    detector (``y`` in {1, -1}, its ``predict`` convention), ``±(f - offset_)``.
+    """
+    if hasattr(classifier, "offset_"):
+        offset = classifier.offset_
+        if y is None:
+            with torch.no_grad():
+                signs = torch.where(scores(x0)[:, 0] - offset >= 0, 1.0, -1.0).to(x0)
+        else:
+            y = np.asarray(y)
+            if y.shape != (x0.shape[0],) or not np.isin(y, (1, -1)).all():
+                raise ValueError(
+                    f"y must hold 1 (inlier) or -1 (outlier) for each of the {x0.shape[0]} "
+                    "rows of X."
+                )
+            signs = torch.as_tensor(y, dtype=x0.dtype, device=x0.device)
+        return lambda points: signs * (scores(points)[:, 0] - offset)
     if y is None:
         with torch.no_grad():
             labels = _class_scores(scores(x0)).argmax(dim=1)
     else:
-        labels = torch.as_tensor(check_labels(classifier, y, X.shape[0]), device=x0.device)
-    radius = torch.tensor(budget, dtype=x0.dtype, device=x0.device)[:, None]
-    step = radius * (2.5 / steps) if step_size is None else torch.full_like(radius, step_size)
-
-    def margin(points: Tensor) -> Tensor:
-        return _class_margin(scores(points), labels)
-
-    best = _pgd_search(margin, x0, radius, step, steps, restarts, rng)
-    return _within_budget(X, to_numpy(best), budget)
+        labels = torch.as_tensor(check_labels(classifier, y, x0.shape[0]), device=x0.device)
+    return lambda points: _class_margin(scores(points), labels)
 
 
 def _pgd_search(

@@ -9,6 +9,7 @@ pickling a CUDA-fitted model for a CPU-only machine, lives here once.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
@@ -197,7 +198,9 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         """Build (or, with warm_start, keep) the network and train it on ``data``."""
         init_seed, batch_seed = seeds(rng)
         keep = self.warm_start and hasattr(self, "module_")
-        module, history, n_iter = self._network_to_train(data, n_outputs, init_seed, keep)
+        module, history, n_iter = self._network_to_train(
+            data.X.shape[1], n_outputs, init_seed, keep
+        )
         self._train_and_publish(
             module, history, n_iter, data, objective,
             seed=batch_seed,
@@ -212,7 +215,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         module: nn.Module,
         history: list[dict[str, float]],
         n_iter: int,
-        data: TrainingSet,
+        data: TrainingSet | Callable[[nn.Module], TrainingSet],
         objective: HKRObjective,
         *,
         seed: int,
@@ -222,7 +225,11 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         validation_score: Any = None,
         on_interrupt: str = "keep",
     ) -> None:
-        """Train ``module`` with Adam (batch order from ``seed``), then publish it."""
+        """Train ``module`` with Adam (batch order from ``seed``), then publish it.
+
+        ``data`` is the training set or a function drawing each epoch's (see
+        :func:`~sklip._training.train`).
+        """
         optimizer = self._optimizer_for(module, resume=resume)
         generator = torch.Generator(device=self.device_).manual_seed(seed)
         n_iter += train(
@@ -242,7 +249,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         self._publish(module, history, n_iter, optimizer)
 
     def _network_to_train(
-        self, data: TrainingSet, n_outputs: int, init_seed: int, keep: bool
+        self, n_features: int, n_outputs: int, init_seed: int, keep: bool
     ) -> tuple[nn.Module, list[dict[str, float]], int]:
         """A network to train, its history and epoch count: a copy of the fitted one or new.
 
@@ -270,7 +277,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
             # its last bits with the thread count (a dask worker has one).
             generator = torch.Generator().manual_seed(init_seed)
             with at_most_threads(1):
-                module = self._build_module(data.X.shape[1], n_outputs, generator)
+                module = self._build_module(n_features, n_outputs, generator)
             history, n_iter = [], 0
             self._fitted_architecture = self._architecture()
         return module.to(self.device_), history, n_iter
@@ -358,7 +365,9 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
             data = self._training_set(X, labels, weights, n_outputs)
             objective = HKRObjective(self.alpha, self.margin_)
             init_seed, batch_seed = seeds(rng)
-            module, history, n_iter = self._network_to_train(data, n_outputs, init_seed, not first)
+            module, history, n_iter = self._network_to_train(
+                data.X.shape[1], n_outputs, init_seed, not first
+            )
             # Each call draws its own batch order; with an int random_state, repeatably.
             self._train_and_publish(
                 module, history, n_iter, data, objective,

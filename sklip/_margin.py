@@ -44,6 +44,7 @@ from sklearn.metrics import pairwise_distances_argmin_min
 
 AUTO_FRACTION = 0.25
 AUTO_SAMPLE = 4096
+ONE_CLASS_FRACTION = 0.5
 
 
 def margin_fraction(n_classes: int) -> float:
@@ -140,8 +141,50 @@ def _sample(labels: np.ndarray, weights: np.ndarray, rng: np.random.RandomState)
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     """The smallest value with at least half of the total weight at or below it (0 if none)."""
-    if values.size == 0:
-        return 0.0
+    return weighted_quantile(values, weights, 0.5) if values.size else 0.0
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The smallest value with at least a fraction ``q`` of the total weight at or below it.
+
+    With equal weights this is NumPy's ``inverted_cdf`` quantile.
+    """
     order = np.argsort(values, kind="stable")
     cumulative = np.cumsum(weights[order])
-    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+    return float(values[order][np.searchsorted(cumulative, q * cumulative[-1])])
+
+
+def one_class_margin(X: np.ndarray, weights: np.ndarray, rng: np.random.RandomState) -> float:
+    """``ONE_CLASS_FRACTION`` of the weighted median distance to the nearest other row.
+
+    The one-class detector's ``margin="auto"``: with a single class, the
+    scale of the data is the spacing of its points. Rows are subsampled to
+    ``AUTO_SAMPLE`` (drawn with ``rng``) as for :func:`auto_margin`;
+    duplicated rows (distance 0) are left out of the median, and a set with
+    no two distinct rows gets 1 with a warning.
+    """
+    rows = _sample(np.zeros(len(X), dtype=np.intp), weights, rng)
+    Z, weights = np.asarray(X[rows], dtype=np.float64), weights[rows]
+    centred = Z - Z.mean(axis=0)
+    distance = np.zeros(len(rows))
+    if len(rows) > 1:
+        # Each row's nearest *other* row: the row itself is masked out chunk by chunk.
+        for start in range(0, len(rows), 1024):
+            block = centred[start : start + 1024]
+            squared = (block**2).sum(1)[:, None] - 2 * block @ centred.T + (centred**2).sum(1)
+            squared[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
+            nearest = Z[squared.argmin(axis=1)]
+            distance[start : start + len(block)] = np.sqrt(
+                np.square(Z[start : start + 1024] - nearest).sum(axis=1)
+            )
+    positive = distance > 0
+    median = _weighted_median(distance[positive], weights[positive])
+    if median == 0:
+        warnings.warn(
+            'margin="auto" found no two distinct rows in X: margin_ is set to 1. Pass '
+            "margin= explicitly, in the units of X.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return 1.0
+    return ONE_CLASS_FRACTION * median

@@ -32,7 +32,7 @@ def unwrap(estimator: Any) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None]:
     classifier = estimator.steps[-1][1]
     if not hasattr(classifier, "certified_radius"):
         raise TypeError(
-            f"The last step of the Pipeline must be a sklip classifier, got "
+            f"The last step of the Pipeline must be a sklip classifier or outlier detector, got "
             f"{type(classifier).__name__}."
         )
     check_is_fitted(classifier, "module_")

@@ -128,7 +128,7 @@ class StoppingRule:
 def train(
     module: nn.Module,
     optimizer: torch.optim.Optimizer,
-    data: TrainingSet,
+    data: TrainingSet | Callable[[nn.Module], TrainingSet],
     objective: HKRObjective,
     *,
     batch_size: int,
@@ -142,6 +142,9 @@ def train(
 ) -> int:
     """Run up to ``max_epochs`` epochs; append one record per epoch to ``history``.
 
+    ``data`` is the training set, or a function that draws each epoch's set
+    from the network being trained (called in eval mode, before the epoch):
+    one-class training moves its negative samples along the network itself.
     Returns the number of completed epochs. The module ends in eval mode with
     the final weights: the best validation epoch's when ``validation_score`` is
     given, the last completed epoch's if interrupted (Ctrl-C) with
@@ -149,17 +152,20 @@ def train(
     KeyboardInterrupt propagates: a single epoch (``partial_fit``) has no
     completed epoch to keep, and a loop over chunks must stop.
     """
-    n = len(data)
-    batch_size = min(batch_size, n)
+    draw = data if callable(data) else None
     best_state = last_state = _snapshot(module)
     progress = _progress(max_epochs, verbose)
     completed = 0
-    threads = step_threads(module, batch_size, data.X.device)
+    rows = batch_size if draw is not None else min(batch_size, len(data))
+    threads = step_threads(module, rows, next(module.parameters()).device)
     try:
         for epoch in progress:
             started = time.perf_counter()
-            module.train()
             with at_most_threads(threads):
+                if draw is not None:
+                    module.eval()
+                    data = draw(module)
+                module.train()
                 record = _run_epoch(module, optimizer, data, objective, batch_size, generator)
             if not math.isfinite(record["loss"]):
                 lr = optimizer.param_groups[0]["lr"]
@@ -210,6 +216,7 @@ def _run_epoch(
     generator: torch.Generator,
 ) -> dict[str, float]:
     n = len(data)
+    batch_size = min(batch_size, n)
     order = torch.randperm(n, generator=generator, device=data.X.device)
     sums = torch.zeros(3, device=data.X.device)
     for start in range(0, n, batch_size):

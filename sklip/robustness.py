@@ -8,6 +8,8 @@ module carries them to where users need them:
   constant exactly;
 * :func:`certified_accuracy` and :func:`make_certified_scorer`, to report and to
   select models (``GridSearchCV(scoring=...)``) by what they prove;
+* :func:`certified_auroc`, the AUROC of an outlier detector that no
+  perturbation below ``eps`` can lower;
 * :func:`pgd_attack` and :func:`counterfactual`, which search for the smallest
   perturbations that change a prediction. No success may come in under a
   certificate; the counterfactuals also show how tight the certificates are.
@@ -23,12 +25,14 @@ import numpy as np
 from ._attacks import as_float_array, counterfactual, pgd_attack
 from ._display import CertifiedAccuracyDisplay
 from ._pipeline import certified_radius, check_inputs, check_labels, unwrap
+from ._score_bounds import certified_auroc
 from .nn.bounds import round_down
 
 __all__ = [
     "CertifiedAccuracyDisplay",
     "certified_accuracy",
     "certified_accuracy_curve",
+    "certified_auroc",
     "certified_radius",
     "counterfactual",
     "make_certified_scorer",

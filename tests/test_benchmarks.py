@@ -148,3 +148,19 @@ def test_tradeoff_benchmark_draws_its_figure_at_smoke_size(tmp_path):
         certs = [float(cell) for cell in row[7:10]]
         assert 0.3 < accuracy <= 1.0
         assert certs == sorted(certs, reverse=True) and certs[0] <= accuracy + 1e-9
+
+
+def test_outlier_benchmark_runs_at_smoke_size():
+    output = run_benchmark("outliers.py", "--smoke", "--no-record", "--rows",
+                           "IsolationForest", "LocalOutlierFactor", "sklip")  # fmt: skip
+    table = output[output.rindex("**Protocol A") :]  # the final tables, after the progress
+    rows = [line.split("|") for line in table.splitlines() if line.startswith("| ")]
+    digits = [row for row in rows if len(row) == 9 and row[1].strip() != "detector"]
+    assert [row[1].strip() for row in digits] == ["IsolationForest", "LocalOutlierFactor", "sklip"]
+    for row in digits:
+        assert 0.0 <= float(row[2]) <= 1.0
+    ours = [row for row in rows if len(row) == 11 and row[3].strip() == "sklip"]
+    assert len(ours) == 6  # three inlier sets, two kinds of outliers
+    for row in ours:
+        auroc, certified = float(row[4]), [float(cell) for cell in row[7:10]]
+        assert certified == sorted(certified, reverse=True) and certified[0] <= auroc

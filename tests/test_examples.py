@@ -23,6 +23,7 @@ GALLERY = {
     "plot_cnn_digits.py",
     "plot_gpu.py",
     "plot_streaming_wasserstein.py",
+    "plot_outlier_detection.py",
 }
 
 

@@ -1,0 +1,135 @@
+r"""Negative samples for one-class training: the complement of the data, drawn along the network.
+
+One-class HKR (Béthune et al., ICML 2023) trains a 1-Lipschitz ``f`` to
+separate the data from a distribution ``Q`` of points outside its support,
+redrawn at every epoch from the network being trained:
+
+1. seeds uniform in a box around the data (:class:`SamplingBox`);
+2. a few steps of a damped Newton iteration towards the level set ``f = 0``,
+
+   .. math::
+       z \leftarrow \operatorname{clip}\Big(z + \frac{u}{T}\, (-f(z))_+\,
+       \frac{\nabla f(z)}{\lVert \nabla f(z) \rVert^2}\Big),
+       \qquad u \sim U[0, 1] \text{ per point},
+
+   so a seed the network places outside (``f < 0``) moves a random fraction
+   of the way to the boundary and one inside does not move.
+
+Where ``f`` is close to the signed distance to the support (gradient norm 1),
+one full step lands on the boundary: the random fraction spreads the
+negatives between their seed and the data, where the hinge then has
+something to push against. Each fit's own generator draws the seeds and the
+fractions, on the training device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ._training import TrainingSet
+from .nn import hkr_coefficients
+
+BOX_PADDING = 0.5  # each side of a feature's range widens by this fraction of it
+
+
+@dataclass
+class SamplingBox:
+    """The box the negatives are drawn in and kept in: the data's range, widened.
+
+    A feature's range ``[min, max]`` widens by ``BOX_PADDING`` times its span
+    on each side. A constant feature gets the mean span of the others (1 if
+    every feature is constant): outliers may differ from the data there too.
+    """
+
+    low: Tensor
+    high: Tensor
+
+    @classmethod
+    def around(cls, low: np.ndarray, high: np.ndarray, device: torch.device) -> SamplingBox:
+        """The box around the data range ``[low, high]`` (per feature)."""
+        low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+        span = high - low
+        constant = span == 0
+        if constant.any():
+            span[constant] = span[~constant].mean() if (~constant).any() else 1.0
+        pad = BOX_PADDING * span
+        return cls(
+            torch.tensor(low - pad, dtype=torch.float32, device=device),
+            torch.tensor(high + pad, dtype=torch.float32, device=device),
+        )
+
+    def uniform_points(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` points uniform in the box."""
+        u = torch.rand(n, self.low.shape[0], generator=generator, device=self.low.device)
+        return self.low + u * (self.high - self.low)
+
+
+def toward_boundary(
+    module: nn.Module, seeds: Tensor, box: SamplingBox, n_steps: int, generator: torch.Generator
+) -> Tensor:
+    """The seeds after ``n_steps`` damped Newton steps towards ``f = 0`` (see the module notes).
+
+    Only the points are differentiated, not the weights; the result is detached.
+    With ``n_steps=0`` the seeds are returned as they are.
+    """
+    points = seeds
+    if n_steps == 0:
+        return points
+    fraction = torch.rand(seeds.shape[0], 1, generator=generator, device=seeds.device)
+    step = fraction / n_steps
+    for _ in range(n_steps):
+        points = points.detach().requires_grad_(True)
+        with torch.enable_grad():
+            scores = module(points)[:, 0]
+            (gradient,) = torch.autograd.grad(scores.sum(), points)
+        squared_norm = gradient.square().sum(dim=1, keepdim=True)
+        # A flat spot (zero gradient) gives no direction: that point stays.
+        direction = gradient / squared_norm.clamp_min(1e-12)
+        moved = points + step * torch.relu(-scores.detach()).unsqueeze(1) * direction
+        points = torch.minimum(torch.maximum(moved, box.low), box.high)
+    return points.detach()
+
+
+@dataclass
+class OneClassEpochs:
+    """Each epoch's training set of one-class HKR, drawn from the network being trained.
+
+    ``data`` holds the ``n`` data rows (label +1), then ``n`` rows for the
+    negatives (label -1), overwritten at each call with fresh ones. With a
+    ``trimmed_share`` ``c > 0`` the training data are taken to hold that share
+    of outliers: at each epoch, the data rows the network scores lowest,
+    holding a share ``c`` of the data's weight, are given weight 0 (a trimmed
+    HKR), so that they do not stretch the boundary around themselves.
+    """
+
+    data: TrainingSet
+    weights: Tensor
+    box: SamplingBox
+    n_steps: int
+    trimmed_share: float
+    generator: torch.Generator
+
+    def __call__(self, module: nn.Module) -> TrainingSet:
+        n = self.data.X.shape[0] // 2
+        seeds = self.box.uniform_points(n, self.generator)
+        self.data.X[n:] = toward_boundary(module, seeds, self.box, self.n_steps, self.generator)
+        if self.trimmed_share:
+            self.data.coefficients = self._trimmed_coefficients(module, n)
+        return self.data
+
+    def _trimmed_coefficients(self, module: nn.Module, n: int) -> Tensor:
+        with torch.no_grad():
+            scores = module(self.data.X[:n])[:, 0]
+        order = torch.argsort(scores)
+        weights = self.weights.clone()
+        data_total = self.weights[:n].sum()
+        lowest = torch.cumsum(self.weights[order], 0) <= self.trimmed_share * data_total
+        weights[order[lowest]] = 0.0
+        targets = torch.ones_like(weights)
+        targets[n:] = -1.0
+        sums = torch.stack((weights[n:].sum(), weights[:n].sum()))
+        return hkr_coefficients(targets, 1, weights, sums)
