@@ -14,7 +14,8 @@ First the picture on 2-D data: the learned score, its zero level (the
 boundary) and a few certified decisions drawn as discs. Then one-class digits:
 trained on zeros only, how well the score separates zeros from the other
 digits (AUROC) and how much of that ranking is certified against
-perturbations of each image (certified AUROC).
+perturbations of each image (certified AUROC, drawn by
+:class:`sklip.robustness.CertifiedAUROCDisplay`).
 """
 
 import os
@@ -26,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from sklip import LipschitzOutlierDetector
-from sklip.robustness import certified_auroc
+from sklip.robustness import CertifiedAUROCDisplay, certified_auroc
 
 SMALL = os.environ.get("SKLIP_EXAMPLES_SMALL", "0") != "0"  # smoke-test size
 EPOCHS = 3 if SMALL else 100
@@ -75,12 +76,9 @@ zeros = LipschitzOutlierDetector(max_epochs=EPOCHS, random_state=0).fit(X_train[
 truth = np.where(y_test == 0, 1, -1)
 print(f"AUROC zeros vs other digits: {roc_auc_score(truth, zeros.score_samples(X_test)):.4f}")
 
-eps = np.linspace(0.0, 0.6, 13)
-curve = certified_auroc(zeros, X_test, truth, eps)
-fig, ax = plt.subplots(figsize=(6, 4))
-ax.plot(eps, curve, marker="o")
-ax.set_xlabel("L2 radius eps (pixels in [0, 1])")
-ax.set_ylabel("certified AUROC")
-ax.set_title("Zeros vs the rest: the ranking no perturbation below eps can spoil")
-ax.set_ylim(0, 1.02)
+eps = np.linspace(0.0, 0.6, 61)
+display = CertifiedAUROCDisplay.from_estimator(zeros, X_test, truth, eps=eps, name="zeros")
+display.ax_.set_title("Zeros vs the rest: the ranking no perturbation below eps can spoil")
+at = certified_auroc(zeros, X_test, truth, [0.1, 0.25, 0.5])
+print("certified AUROC at 0.1, 0.25, 0.5:", np.round(at, 3))
 plt.show()

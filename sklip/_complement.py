@@ -99,37 +99,40 @@ class OneClassEpochs:
     """Each epoch's training set of one-class HKR, drawn from the network being trained.
 
     ``data`` holds the ``n`` data rows (label +1), then ``n`` rows for the
-    negatives (label -1), overwritten at each call with fresh ones. With a
-    ``trimmed_share`` ``c > 0`` the training data are taken to hold that share
-    of outliers: at each epoch, the data rows the network scores lowest,
-    holding a share ``c`` of the data's weight, are given weight 0 (a trimmed
-    HKR), so that they do not stretch the boundary around themselves.
+    negatives (label -1), overwritten at each call with fresh ones. With an
+    ``outlier_share`` ``c > 0`` the training data are taken to hold that
+    share of outliers: at each epoch, the data rows the network scores
+    lowest, holding a share ``c`` of the data's weight, are labelled -1 like
+    the negatives, so that the boundary leaves them out instead of
+    stretching around them. (Measured on ``benchmarks/outliers.py``'s
+    contaminated sets: better on average than leaving them out of the loss,
+    most of all on the shifted 16-D Gaussian, 0.98 against 0.88 AUROC.)
     """
 
     data: TrainingSet
     weights: Tensor
     box: SamplingBox
     n_steps: int
-    trimmed_share: float
+    outlier_share: float
     generator: torch.Generator
 
     def __call__(self, module: nn.Module) -> TrainingSet:
         n = self.data.X.shape[0] // 2
         seeds = self.box.uniform_points(n, self.generator)
         self.data.X[n:] = toward_boundary(module, seeds, self.box, self.n_steps, self.generator)
-        if self.trimmed_share:
-            self.data.coefficients = self._trimmed_coefficients(module, n)
+        if self.outlier_share:
+            self.data.coefficients = self._relabelled_coefficients(module, n)
         return self.data
 
-    def _trimmed_coefficients(self, module: nn.Module, n: int) -> Tensor:
+    def _relabelled_coefficients(self, module: nn.Module, n: int) -> Tensor:
+        """HKR coefficients with the lowest-scoring share of the data labelled -1."""
         with torch.no_grad():
             scores = module(self.data.X[:n])[:, 0]
         order = torch.argsort(scores)
-        weights = self.weights.clone()
-        data_total = self.weights[:n].sum()
-        lowest = torch.cumsum(self.weights[order], 0) <= self.trimmed_share * data_total
-        weights[order[lowest]] = 0.0
-        targets = torch.ones_like(weights)
+        lowest = torch.cumsum(self.weights[order], 0) <= self.outlier_share * self.weights[:n].sum()
+        targets = torch.ones_like(self.weights)
         targets[n:] = -1.0
-        sums = torch.stack((weights[n:].sum(), weights[:n].sum()))
-        return hkr_coefficients(targets, 1, weights, sums)
+        targets[order[lowest]] = -1.0
+        negative = targets < 0
+        sums = torch.stack((self.weights[negative].sum(), self.weights[~negative].sum()))
+        return hkr_coefficients(targets, 1, self.weights, sums)

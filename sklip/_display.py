@@ -1,4 +1,4 @@
-"""CertifiedAccuracyDisplay: certified accuracy against the radius, as a plot."""
+"""Certified curves against the radius, as plots: accuracy (classifiers), AUROC (detectors)."""
 
 from __future__ import annotations
 
@@ -51,21 +51,7 @@ class CertifiedAccuracyDisplay:
 
     def plot(self, ax: Any = None, *, name: str | None = None, **kwargs: Any):
         """Draw the curve on ``ax`` (a new figure if None); return self."""
-        check_matplotlib_support(f"{type(self).__name__}.plot")
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots()
-        name = self.estimator_name if name is None else name
-        line_kwargs = {"drawstyle": "steps-post", **({"label": name} if name else {}), **kwargs}
-        (self.line_,) = ax.plot(self.eps, self.certified_accuracy, **line_kwargs)
-        ax.set_xlabel("L2 radius eps")
-        ax.set_ylabel("certified accuracy")
-        ax.set_ylim(0, 1.02)
-        if name:
-            ax.legend(loc="lower left")
-        self.ax_, self.figure_ = ax, ax.figure
-        return self
+        return _plot_curve(self, self.certified_accuracy, "certified accuracy", ax, name, kwargs)
 
     @classmethod
     def from_estimator(
@@ -164,3 +150,103 @@ def _check_eps(eps: Any) -> np.ndarray | None:
     if not np.all(np.isfinite(eps)) or np.any(eps < 0):
         raise ValueError("eps must be finite and non-negative.")
     return eps
+
+
+def _plot_curve(display: Any, values: np.ndarray, ylabel: str, ax: Any, name: Any, kwargs: dict):
+    """Draw ``values`` against ``display.eps`` as a step curve; set the display's artists."""
+    check_matplotlib_support(f"{type(display).__name__}.plot")
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots()
+    name = display.estimator_name if name is None else name
+    line_kwargs = {"drawstyle": "steps-post", **({"label": name} if name else {}), **kwargs}
+    (display.line_,) = ax.plot(display.eps, values, **line_kwargs)
+    ax.set_xlabel("L2 radius eps")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.02)
+    if name:
+        ax.legend(loc="lower left")
+    display.ax_, display.figure_ = ax, ax.figure
+    return display
+
+
+class CertifiedAUROCDisplay:
+    """Certified AUROC of an outlier detector against the radius eps, as a plot.
+
+    The curve of :func:`sklip.robustness.certified_auroc`: the AUROC that no
+    L2 perturbation of the points below eps can lower. Same Display API as
+    :class:`CertifiedAccuracyDisplay`.
+
+    Parameters
+    ----------
+    eps : ndarray of shape (n_eps,)
+        Radii, increasing.
+    certified_auroc : ndarray of shape (n_eps,)
+    estimator_name : str, optional
+        Legend label.
+
+    Attributes
+    ----------
+    line_ : matplotlib Line2D
+    ax_ : matplotlib Axes
+    figure_ : matplotlib Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from sklip import LipschitzOutlierDetector
+    >>> from sklip.robustness import CertifiedAUROCDisplay
+    >>> rng = np.random.RandomState(0)
+    >>> detector = LipschitzOutlierDetector(max_epochs=20, random_state=0)
+    >>> detector = detector.fit(rng.normal(size=(200, 2)))
+    >>> X = np.vstack([rng.normal(size=(50, 2)), rng.normal(size=(50, 2)) + 5.0])
+    >>> display = CertifiedAUROCDisplay.from_estimator(detector, X, np.repeat([1, -1], 50))
+    >>> bool(display.certified_auroc[-1] == 0.0)  # the default radii run until nothing holds
+    True
+    """
+
+    def __init__(
+        self, *, eps: Any, certified_auroc: Any, estimator_name: str | None = None
+    ) -> None:
+        self.eps = eps
+        self.certified_auroc = certified_auroc
+        self.estimator_name = estimator_name
+
+    def plot(self, ax: Any = None, *, name: str | None = None, **kwargs: Any):
+        """Draw the curve on ``ax`` (a new figure if None); return self."""
+        return _plot_curve(self, self.certified_auroc, "certified AUROC", ax, name, kwargs)
+
+    @classmethod
+    def from_estimator(
+        cls,
+        estimator: Any,
+        X: Any,
+        y: Any,
+        *,
+        eps: Any = None,
+        name: str | None = None,
+        ax: Any = None,
+        **kwargs: Any,
+    ) -> CertifiedAUROCDisplay:
+        """Curve of a fitted sklip outlier detector (or a Pipeline ending with one) on (X, y).
+
+        ``y`` holds 1 for inliers and -1 for outliers. ``eps`` defaults to
+        100 radii from 0 to the first at which no pair can stay certified (the
+        score range divided by the bound's slope); given, it is a non-empty
+        1-D array of finite, non-negative radii.
+        """
+        from ._score_bounds import certified_auroc_from_bounds, checked_outlier_labels, score_slack
+
+        eps = _check_eps(eps)
+        scores, constant, per_unit = score_slack(estimator, X)
+        inlier = checked_outlier_labels(y, len(scores))
+        if eps is None:
+            span = float(scores.max() - scores.min())
+            eps = np.linspace(0.0, span / (2 * per_unit) * 1.001 if span > 0 else 1.0, 100)
+        curve = certified_auroc_from_bounds(scores, constant, per_unit, inlier, eps)
+        name = type(estimator).__name__ if name is None else name
+        display = cls(eps=eps, certified_auroc=curve, estimator_name=name)
+        return display.plot(ax=ax, **kwargs)

@@ -46,6 +46,19 @@ def score_slack(estimator: Any, X: Any) -> tuple[np.ndarray, np.ndarray, float]:
     return outputs[:, 0], constant * _SAFETY, per_unit * (lipschitz_pre + growth_pre) * _SAFETY
 
 
+def checked_outlier_labels(y: Any, n_samples: int) -> np.ndarray:
+    """``y == 1`` for labels in {1, -1}, one per row, both present; a ValueError naming y."""
+    y = np.asarray(y)
+    if y.shape != (n_samples,) or not np.isin(y, (1, -1)).all():
+        raise ValueError(
+            f"y must hold 1 (inlier) or -1 (outlier) for each of the {n_samples} rows of X."
+        )
+    inlier = y == 1
+    if inlier.all() or not inlier.any():
+        raise ValueError("y must hold both inliers (1) and outliers (-1) for an AUROC.")
+    return inlier
+
+
 def certified_auroc_from_bounds(
     scores: np.ndarray, constant: np.ndarray, per_unit: float, inlier: np.ndarray, eps: np.ndarray
 ) -> np.ndarray:
@@ -104,13 +117,6 @@ def certified_auroc(estimator: Any, X: Any, y: Any, eps: float | Any) -> float |
     if not np.all(np.isfinite(eps_array)) or np.any(eps_array < 0):
         raise ValueError("eps must be finite and non-negative.")
     scores, constant, per_unit = score_slack(estimator, X)
-    y = np.asarray(y)
-    if y.shape != scores.shape or not np.isin(y, (1, -1)).all():
-        raise ValueError(
-            f"y must hold 1 (inlier) or -1 (outlier) for each of the {len(scores)} rows of X."
-        )
-    inlier = y == 1
-    if inlier.all() or not inlier.any():
-        raise ValueError("y must hold both inliers (1) and outliers (-1) for an AUROC.")
+    inlier = checked_outlier_labels(y, len(scores))
     curve = certified_auroc_from_bounds(scores, constant, per_unit, inlier, eps_array.ravel())
     return float(curve[0]) if eps_array.ndim == 0 else curve.reshape(eps_array.shape)

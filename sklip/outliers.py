@@ -69,9 +69,9 @@ class LipschitzOutlierDetector(OutlierMixin, LipschitzEstimatorBase):
         expected, and the threshold on ``score_samples`` is the learned
         boundary (``offset_ = 0``). A float puts that weighted share of the
         training rows below ``offset_``, as IsolationForest does, and at each
-        epoch leaves the rows the network scores lowest, that share of the
-        weight, out of the loss (a trimmed HKR), so that they do not stretch
-        the boundary around themselves.
+        epoch the rows the network scores lowest, holding that share of the
+        weight, are trained as outliers (labelled like the negatives), so
+        that the boundary leaves them out.
     n_newton_steps : int, default=4
         Newton steps moving each epoch's negatives towards the boundary; 0
         keeps them uniform in the box around the data.

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from ._attacks import as_float_array, counterfactual, pgd_attack
-from ._display import CertifiedAccuracyDisplay
+from ._display import CertifiedAccuracyDisplay, CertifiedAUROCDisplay
 from ._pipeline import certified_radius, check_inputs, check_labels, unwrap
 from ._score_bounds import certified_auroc
 from .nn.bounds import round_down
 
 __all__ = [
+    "CertifiedAUROCDisplay",
     "CertifiedAccuracyDisplay",
     "certified_accuracy",
     "certified_accuracy_curve",

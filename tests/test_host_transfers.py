@@ -584,10 +584,16 @@ def _estimator_paths(tmp_path):
     from sklearn.preprocessing import StandardScaler
 
     import sklip
-    from sklip import LipschitzClassifier, WassersteinEstimator, wasserstein_distance
+    from sklip import (
+        LipschitzClassifier,
+        LipschitzOutlierDetector,
+        WassersteinEstimator,
+        wasserstein_distance,
+    )
     from sklip.robustness import (
         CertifiedAccuracyDisplay,
         certified_accuracy,
+        certified_auroc,
         certified_radius,
         counterfactual,
         make_certified_scorer,
@@ -641,6 +647,20 @@ def _estimator_paths(tmp_path):
     path = tmp_path / "P.npy"
     np.save(path, P)
     wasserstein_distance(np.load(path, mmap_mode="r"), Q, chunk_size=16, **_small())
+
+    for detector, data in (
+        (LipschitzOutlierDetector(**_small(contamination=0.1)), X),
+        (LipschitzOutlierDetector(**_small(image_shape=(1, 4, 4), conv_channels=(2,))), images),
+    ):
+        detector.fit(data)
+        detector.predict(data), detector.decision_function(data), detector.score_samples(data)
+        radius = detector.certified_radius(data)
+        flat = data.reshape(len(data), -1)
+        pgd_attack(detector, flat, None, 0.99 * radius, steps=2, restarts=1, random_state=0)
+        certified_auroc(detector, data, np.where(y2[: len(data)] == 1, 1, -1), [0.0, 0.1])
+        pickle.loads(pickle.dumps(detector)).partial_fit(data)
+    outlier_pipe = make_pipeline(StandardScaler(), LipschitzOutlierDetector(**_small())).fit(X)
+    certified_radius(outlier_pipe, X), certified_auroc(outlier_pipe, X, 2 * y2 - 1, 0.1)
 
 
 def test_estimator_paths_convert_only_through_to_numpy(numpy_only_through_to_numpy, tmp_path):

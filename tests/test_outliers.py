@@ -253,3 +253,32 @@ def test_partial_fit_streams_epochs_over_chunks():
     with pytest.raises(ValueError, match="features"):
         detector.partial_fit(rng.normal(size=(10, 3)))
     assert detector.n_iter_ == 60  # the failed call changed nothing
+
+
+def test_contamination_trains_the_lowest_rows_as_outliers():
+    """A tight cluster of 20 rows far from 200 others: "auto" wraps it, 0.1 excludes it."""
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(size=(200, 2)), rng.normal(size=(20, 2)) * 0.2 + 6.0])
+    params = {"hidden_layer_sizes": (32, 32), "max_epochs": 60, "random_state": 0}
+    wrapped = LipschitzOutlierDetector(**params).fit(X)
+    excluded = LipschitzOutlierDetector(contamination=0.1, **params).fit(X)
+    assert wrapped.predict([[6.0, 6.0]])[0] == 1
+    assert excluded.predict([[6.0, 6.0]])[0] == -1
+    assert excluded.score_samples([[6.0, 6.0]])[0] < excluded.score_samples([[0.0, 0.0]])[0]
+
+
+def test_certified_auroc_display_draws_the_curve(disc_detector):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sklip.robustness import CertifiedAUROCDisplay
+
+    X = np.vstack([_disc(50, seed=7), _disc(50, seed=8) + 2.5])
+    y = np.repeat([1, -1], 50)
+    display = CertifiedAUROCDisplay.from_estimator(disc_detector, X, y)
+    assert display.certified_auroc[0] == certified_auroc(disc_detector, X, y, 0.0)
+    assert display.certified_auroc[-1] == 0.0 and np.all(np.diff(display.certified_auroc) <= 0)
+    assert display.line_.get_ydata().shape == (100,)
+    with pytest.raises(ValueError, match="inlier"):
+        CertifiedAUROCDisplay.from_estimator(disc_detector, X, np.ones(100))
