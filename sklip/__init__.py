@@ -15,6 +15,7 @@ __version__ = "0.1.0.dev0"
 _LAZY = {
     "LipschitzClassifier": "sklip.classifier",
     "LipschitzOutlierDetector": "sklip.outliers",
+    "LipschitzRegressor": "sklip.regressor",
     "WassersteinEstimator": "sklip.wasserstein",
     "wasserstein_distance": "sklip.wasserstein",
     "wasserstein_test": "sklip._two_sample",
@@ -24,6 +25,7 @@ _LAZY = {
 __all__ = [
     "LipschitzClassifier",
     "LipschitzOutlierDetector",
+    "LipschitzRegressor",
     "WassersteinEstimator",
     "__version__",
     "fit_in_chunks",

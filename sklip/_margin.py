@@ -89,7 +89,7 @@ def auto_margin(
         the data hold a single class, as a first ``partial_fit`` chunk may),
         the margin is 1, with a warning.
     """
-    rows = _sample(labels, weights, rng)
+    rows = sample_rows(labels, weights, rng)
     Z, labels, weights = np.asarray(X[rows], dtype=np.float64), labels[rows], weights[rows]
     # scikit-learn finds the nearest neighbours with |a|^2 - 2 a.b + |b|^2,
     # which cancels catastrophically far from the origin (a column of Unix
@@ -122,7 +122,7 @@ def auto_margin(
     return margin_fraction(n_classes) * median
 
 
-def _sample(labels: np.ndarray, weights: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+def sample_rows(labels: np.ndarray, weights: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
     """Indices of about ``AUTO_SAMPLE`` weighted rows, every class kept (stratified).
 
     Each class gives its share of ``AUTO_SAMPLE``, rounded, and at least one
@@ -154,6 +154,25 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> floa
     return float(values[order][np.searchsorted(cumulative, q * cumulative[-1])])
 
 
+def nearest_other_row(Z: np.ndarray) -> np.ndarray:
+    """For each row of ``Z``, the index of its nearest *other* row (itself if it is alone).
+
+    Brute force in chunks of 1024 rows, on centred rows (see :func:`auto_margin`
+    on why); a duplicated row finds its twin.
+    """
+    centred = Z - Z.mean(axis=0)
+    squared_norms = (centred**2).sum(axis=1)
+    nearest = np.arange(len(Z))
+    if len(Z) < 2:
+        return nearest
+    for start in range(0, len(Z), 1024):
+        block = centred[start : start + 1024]
+        squared = squared_norms[start : start + 1024, None] - 2 * block @ centred.T + squared_norms
+        squared[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
+        nearest[start : start + 1024] = squared.argmin(axis=1)
+    return nearest
+
+
 def one_class_margin(X: np.ndarray, weights: np.ndarray, rng: np.random.RandomState) -> float:
     """``ONE_CLASS_FRACTION`` of the weighted median distance to the nearest other row.
 
@@ -163,20 +182,9 @@ def one_class_margin(X: np.ndarray, weights: np.ndarray, rng: np.random.RandomSt
     duplicated rows (distance 0) are left out of the median, and a set with
     no two distinct rows gets 1 with a warning.
     """
-    rows = _sample(np.zeros(len(X), dtype=np.intp), weights, rng)
+    rows = sample_rows(np.zeros(len(X), dtype=np.intp), weights, rng)
     Z, weights = np.asarray(X[rows], dtype=np.float64), weights[rows]
-    centred = Z - Z.mean(axis=0)
-    distance = np.zeros(len(rows))
-    if len(rows) > 1:
-        # Each row's nearest *other* row: the row itself is masked out chunk by chunk.
-        for start in range(0, len(rows), 1024):
-            block = centred[start : start + 1024]
-            squared = (block**2).sum(1)[:, None] - 2 * block @ centred.T + (centred**2).sum(1)
-            squared[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
-            nearest = Z[squared.argmin(axis=1)]
-            distance[start : start + len(block)] = np.sqrt(
-                np.square(Z[start : start + 1024] - nearest).sum(axis=1)
-            )
+    distance = np.sqrt(np.square(Z - Z[nearest_other_row(Z)]).sum(axis=1))
     positive = distance > 0
     median = _weighted_median(distance[positive], weights[positive])
     if median == 0:

@@ -30,10 +30,10 @@ def unwrap(estimator: Any) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None]:
         check_is_fitted(estimator, "module_")
         return estimator, None
     classifier = estimator.steps[-1][1]
-    if not hasattr(classifier, "certified_radius"):
+    if not (hasattr(classifier, "certified_radius") or hasattr(classifier, "predict_interval")):
         raise TypeError(
-            f"The last step of the Pipeline must be a sklip classifier or outlier detector, got "
-            f"{type(classifier).__name__}."
+            "The last step of the Pipeline must be a sklip classifier, outlier detector or "
+            f"regressor, got {type(classifier).__name__}."
         )
     check_is_fitted(classifier, "module_")
     # The raw width is the first step that knows it ("passthrough" does not;
@@ -160,6 +160,11 @@ def certified_radius(estimator: Any, X: Any) -> np.ndarray:
     True
     """
     classifier, affine = unwrap(estimator)
+    if not hasattr(classifier, "certified_radius"):
+        raise TypeError(
+            f"certified_radius needs a sklip classifier or outlier detector, got "
+            f"{type(classifier).__name__}; a regressor's certificate is predict_interval."
+        )
     # Checked here so that every error names X; the user's X itself is passed
     # on (a DataFrame keeps its feature names for the fitted steps).
     check_inputs(estimator, X)

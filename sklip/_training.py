@@ -85,8 +85,11 @@ class HKRObjective:
             figures = torch.stack((kr, hinge, _n_correct(outputs, coefficients)))
         return loss, figures
 
-    def epoch_loss(self, kr: float, hinge: float) -> float:
-        return self.alpha * hinge - kr
+    def epoch_record(self, sums: list[float], n: int) -> dict[str, float]:
+        """The epoch's figures from the summed batch contributions."""
+        kr, hinge, correct = sums
+        return {"loss": self.alpha * hinge - kr, "kr": kr, "hinge": hinge,
+                "train_accuracy": correct / n}  # fmt: skip
 
 
 def _n_correct(outputs: Tensor, coefficients: Tensor) -> Tensor:
@@ -211,14 +214,14 @@ def _run_epoch(
     module: nn.Module,
     optimizer: torch.optim.Optimizer,
     data: TrainingSet,
-    objective: HKRObjective,
+    objective: Any,
     batch_size: int,
     generator: torch.Generator,
 ) -> dict[str, float]:
     n = len(data)
     batch_size = min(batch_size, n)
     order = torch.randperm(n, generator=generator, device=data.X.device)
-    sums = torch.zeros(3, device=data.X.device)
+    sums = None
     for start in range(0, n, batch_size):
         index = order[start : start + batch_size]
         outputs = module(data.X[index])
@@ -226,10 +229,8 @@ def _run_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        sums += figures
-    kr, hinge, correct = sums.tolist()  # the epoch's one synchronisation
-    loss = objective.epoch_loss(kr, hinge)
-    return {"loss": loss, "kr": kr, "hinge": hinge, "train_accuracy": correct / n}
+        sums = figures if sums is None else sums + figures
+    return objective.epoch_record(sums.tolist(), n)  # the epoch's one synchronisation
 
 
 SMALL_STEP = 10_000_000  # multiply-adds of a batch's forward pass; see the module notes
@@ -306,7 +307,9 @@ def _progress(max_epochs: int, verbose: int):
 def _report(progress, record: dict[str, float], verbose: int) -> None:
     if verbose <= 0:
         return
-    figures = {"loss": f"{record['loss']:.4f}", "acc": f"{record['train_accuracy']:.3f}"}
+    figures = {"loss": f"{record['loss']:.4f}"}
+    if "train_accuracy" in record:
+        figures["acc"] = f"{record['train_accuracy']:.3f}"
     if "validation_score" in record:
         figures["val"] = f"{record['validation_score']:.4f}"
     if hasattr(progress, "set_postfix"):

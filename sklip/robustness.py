@@ -10,6 +10,9 @@ module carries them to where users need them:
   select models (``GridSearchCV(scoring=...)``) by what they prove;
 * :func:`certified_auroc`, the AUROC of an outlier detector that no
   perturbation below ``eps`` can lower;
+* :func:`predict_interval` and :func:`make_lipschitz_capped_scorer` for
+  regressors: certified output bounds in a Pipeline's raw space, and model
+  selection under a cap on the certified slope;
 * :func:`pgd_attack` and :func:`counterfactual`, which search for the smallest
   perturbations that change a prediction. No success may come in under a
   certificate; the counterfactuals also show how tight the certificates are.
@@ -25,6 +28,7 @@ import numpy as np
 from ._attacks import as_float_array, counterfactual, pgd_attack
 from ._display import CertifiedAccuracyDisplay, CertifiedAUROCDisplay
 from ._pipeline import certified_radius, check_inputs, check_labels, unwrap
+from ._regression_bounds import make_lipschitz_capped_scorer, predict_interval
 from ._score_bounds import certified_auroc
 from .nn.bounds import round_down
 
@@ -37,7 +41,9 @@ __all__ = [
     "certified_radius",
     "counterfactual",
     "make_certified_scorer",
+    "make_lipschitz_capped_scorer",
     "pgd_attack",
+    "predict_interval",
     "radius_from_outputs",
 ]
 

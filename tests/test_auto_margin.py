@@ -32,7 +32,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 import sklip._margin as margin_module
 from sklip import LipschitzClassifier, WassersteinEstimator
 from sklip._inputs import hold_out
-from sklip._margin import _sample, _weighted_median, auto_margin
+from sklip._margin import _weighted_median, auto_margin, sample_rows
 
 # Small and fast: only margin_ is under test, not what the network learns.
 FAST = dict(hidden_layer_sizes=(8,), max_epochs=2, batch_size=64, random_state=0)
@@ -260,7 +260,7 @@ def test_subsample_keeps_every_class_and_only_weighted_rows(small_sample):
     weights = np.ones(len(y))
     weights[::3] = 0.0
     weights[[17, 512]] = 1.0
-    rows = _sample(y, weights, np.random.RandomState(0))
+    rows = sample_rows(y, weights, np.random.RandomState(0))
     assert set(y[rows]) == {0, 1}
     assert np.isin([17, 512], rows).any()  # the rare class: at least one of its 2 rows
     assert np.all(weights[rows] > 0)
@@ -272,7 +272,7 @@ def test_subsample_keeps_every_class_and_only_weighted_rows(small_sample):
 def test_subsampled_margin_is_the_rule_on_the_drawn_rows(small_sample):
     X, y = rare_class_data()
     weights = np.random.RandomState(2).uniform(0.5, 2.0, size=len(y))
-    rows = _sample(y, weights, np.random.RandomState(0))
+    rows = sample_rows(y, weights, np.random.RandomState(0))
     assert len(rows) < len(y)
     expected = brute_force_margin(X[rows], y[rows], weights[rows])
     assert measured(X, y, weights, seed=0) == pytest.approx(expected, rel=1e-12)

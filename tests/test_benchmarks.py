@@ -164,3 +164,16 @@ def test_outlier_benchmark_runs_at_smoke_size():
     for row in ours:
         auroc, certified = float(row[4]), [float(cell) for cell in row[7:10]]
         assert certified == sorted(certified, reverse=True) and certified[0] <= auroc
+
+
+def test_regression_benchmark_runs_at_smoke_size():
+    output = run_benchmark("regression.py", "--smoke", "--no-record", "--sets", "diabetes",
+                           "norm (K = 1)")  # fmt: skip
+    table = output[output.rindex("| data |") :]
+    rows = [line.split("|") for line in table.splitlines()[2:] if line.startswith("| ")]
+    models = ["Ridge", "MLPRegressor", "HistGradientBoosting", "sklip", "sklip, grid over K"]
+    assert [row[2].strip() for row in rows] == models * 2
+    for row in rows:
+        float(row[3].split("±")[0])  # an R² (small models at smoke size may score below 0)
+        if row[2].strip().startswith("sklip"):
+            assert float(row[5]) > 0  # a certified constant

@@ -24,6 +24,7 @@ GALLERY = {
     "plot_gpu.py",
     "plot_streaming_wasserstein.py",
     "plot_outlier_detection.py",
+    "plot_regression_interval.py",
 }
 
 

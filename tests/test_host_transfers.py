@@ -587,6 +587,7 @@ def _estimator_paths(tmp_path):
     from sklip import (
         LipschitzClassifier,
         LipschitzOutlierDetector,
+        LipschitzRegressor,
         WassersteinEstimator,
         wasserstein_distance,
     )
@@ -661,6 +662,18 @@ def _estimator_paths(tmp_path):
         pickle.loads(pickle.dumps(detector)).partial_fit(data)
     outlier_pipe = make_pipeline(StandardScaler(), LipschitzOutlierDetector(**_small())).fit(X)
     certified_radius(outlier_pipe, X), certified_auroc(outlier_pipe, X, 2 * y2 - 1, 0.1)
+
+    targets = np.c_[X[:, 0], X[:, 1] * 2]
+    for regressor, data, y in (
+        (LipschitzRegressor(**_small()), X, targets),
+        (LipschitzRegressor(**_small(early_stopping=True, loss="huber")), X, targets[:, 0]),
+        (LipschitzRegressor(**_small(image_shape=(1, 4, 4), conv_channels=(2,))), images,
+         images.mean(axis=(1, 2, 3))),
+    ):  # fmt: skip
+        regressor.fit(data, y)
+        regressor.predict(data), regressor.predict_interval(data, 0.1), regressor.score(data, y)
+        regressor.to_torch()
+        pickle.loads(pickle.dumps(regressor)).set_params(early_stopping=False).partial_fit(data, y)
 
 
 def test_estimator_paths_convert_only_through_to_numpy(numpy_only_through_to_numpy, tmp_path):
