@@ -233,3 +233,15 @@ def test_pipeline_interval_is_in_raw_units_and_holds():
     capped = make_lipschitz_capped_scorer(regressor.lipschitz_constant_ / scale * 1.01)
     assert capped(pipe, X, y) == pytest.approx(pipe.score(X, y))
     assert make_lipschitz_capped_scorer(1e-6)(pipe, X, y) == -np.inf
+
+
+def test_early_stopping_keeps_the_best_held_out_r2():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 3))
+    y = X[:, 0] + rng.normal(scale=0.5, size=300)
+    reg = LipschitzRegressor(hidden_layer_sizes=(32,), early_stopping=True, max_epochs=40,
+                             n_iter_no_change=5, random_state=0).fit(X, y)  # fmt: skip
+    scores = [record["validation_score"] for record in reg.history_]
+    assert len(scores) == reg.n_iter_ and max(scores) > 0.5 and max(scores) <= 1.0
+    with pytest.raises(ValueError, match="validation_fraction"):
+        LipschitzRegressor(early_stopping=True, validation_fraction=0.01).fit(X[:50], y[:50])
