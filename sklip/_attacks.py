@@ -130,6 +130,12 @@ def _margin_to_keep(
     A classifier's class margin (:func:`_class_margin`); for an outlier
     detector (``y`` in {1, -1}, its ``predict`` convention), ``±(f - offset_)``.
     """
+    if not (hasattr(classifier, "offset_") or hasattr(classifier, "classes_")):
+        raise TypeError(
+            f"pgd_attack attacks decisions (classes, inlier/outlier), not a "
+            f"{type(classifier).__name__}'s outputs: for a regressor, predict_interval "
+            "bounds them."
+        )
     if hasattr(classifier, "offset_"):
         offset = classifier.offset_
         if y is None:

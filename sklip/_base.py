@@ -44,6 +44,7 @@ from ._margin import auto_margin
 from ._state import DevicePortable, unchanged_on_error
 from ._training import (
     HKRObjective,
+    Objective,
     StoppingRule,
     TrainingSet,
     adam,
@@ -216,7 +217,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         history: list[dict[str, float]],
         n_iter: int,
         data: TrainingSet | Callable[[nn.Module], TrainingSet],
-        objective: HKRObjective,
+        objective: Objective,
         *,
         seed: int,
         max_epochs: int,

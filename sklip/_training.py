@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -106,6 +106,22 @@ def _n_correct(outputs: Tensor, coefficients: Tensor) -> Tensor:
     return right.sum(dtype=outputs.dtype)
 
 
+class Objective(Protocol):
+    """What :func:`train` needs of a loss: HKR (classes) or a regression loss.
+
+    Called with a batch's outputs, its coefficient rows and ``scale = n / b``,
+    it returns the batch loss and a small tensor of the batch's contributions
+    to the epoch's figures; ``epoch_record`` turns their sum over the epoch
+    into the history record (``loss`` at least).
+    """
+
+    def __call__(
+        self, outputs: Tensor, coefficients: Tensor, scale: float
+    ) -> tuple[Tensor, Tensor]: ...
+
+    def epoch_record(self, sums: list[float], n: int) -> dict[str, float]: ...
+
+
 @dataclass
 class StoppingRule:
     """MLPClassifier's rule: stop after ``patience`` epochs without a gain over ``tol``.
@@ -132,7 +148,7 @@ def train(
     module: nn.Module,
     optimizer: torch.optim.Optimizer,
     data: TrainingSet | Callable[[nn.Module], TrainingSet],
-    objective: HKRObjective,
+    objective: Objective,
     *,
     batch_size: int,
     max_epochs: int,
@@ -214,7 +230,7 @@ def _run_epoch(
     module: nn.Module,
     optimizer: torch.optim.Optimizer,
     data: TrainingSet,
-    objective: Any,
+    objective: Objective,
     batch_size: int,
     generator: torch.Generator,
 ) -> dict[str, float]:

@@ -245,3 +245,10 @@ def test_early_stopping_keeps_the_best_held_out_r2():
     assert len(scores) == reg.n_iter_ and max(scores) > 0.5 and max(scores) <= 1.0
     with pytest.raises(ValueError, match="validation_fraction"):
         LipschitzRegressor(early_stopping=True, validation_fraction=0.01).fit(X[:50], y[:50])
+
+
+def test_decision_attacks_refuse_a_regressor(cone_regressor):
+    from sklip.robustness import pgd_attack
+
+    with pytest.raises(TypeError, match="predict_interval"):
+        pgd_attack(cone_regressor, np.zeros((2, 3)), None, 0.1)
