@@ -177,3 +177,13 @@ def test_regression_benchmark_runs_at_smoke_size():
         float(row[3].split("±")[0])  # an R² (small models at smoke size may score below 0)
         if row[2].strip().startswith("sklip"):
             assert float(row[5]) > 0  # a certified constant
+
+
+def test_wasserstein_coverage_benchmark_runs_at_smoke_size():
+    output = run_benchmark("wasserstein_coverage.py", "--smoke", "--no-record")
+    tables = output[output.rindex("**Coverage") :]
+    rows = [line.split("|") for line in tables.splitlines() if line.startswith("| ")]
+    coverage = [row for row in rows if len(row) == 10 and row[1].strip() != "case"]
+    assert [row[1].strip() for row in coverage] == ["shift", "radial", "point mass"]
+    for row in coverage:
+        assert 0.0 <= float(row[5].split("±")[0]) <= 1.0
