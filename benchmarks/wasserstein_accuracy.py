@@ -8,6 +8,14 @@ translations (where the optimal potential is linear):
   x -> 2 x, so W1 = (2 - 1) E|z| with E|z| = sqrt(2) Gamma((d+1)/2) / Gamma(d/2)
   (potential |x|, a cone).
 * "point mass": every point of P at the origin, against N(0, 4 I): W1 = 2 E|z|.
+* "cones": a potential made of four cones, f(x) = min_k |x - c_k| (centres fixed,
+  seed 5, uniform in [-4, 4]^d). P is N(0, 4 I); Q is an independent draw of it
+  with every point moved halfway to its nearest centre. Moving towards the apex
+  keeps a point in its cone (the rays do not cross), f drops by exactly the
+  distance moved, so f is an optimal potential and W1 = E|x - T(x)| =
+  0.5 E_P[min_k |x - c_k|] (the construction of Korotin et al., NeurIPS 2022,
+  with Euclidean cones). The expectation is integrated by Monte Carlo on
+  2 000 000 points (relative standard error below 0.1 %).
 
 Rows per case (dimension d, n rows per set, one draw, seed 0): sklip's
 ``WassersteinEstimator(random_state=0)`` estimate ``distance_`` and its
@@ -39,6 +47,33 @@ def expected_norm(d: int) -> float:
     return math.sqrt(2) * math.exp(math.lgamma((d + 1) / 2) - math.lgamma(d / 2))
 
 
+SHRINK = 0.5  # the "cones" case moves each point of Q this fraction of the way to its apex
+
+
+def cone_centres(d: int) -> np.ndarray:
+    return np.random.RandomState(5).uniform(-4, 4, size=(4, d))
+
+
+def to_nearest_centre(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """``c_k(x) - x`` for each row: the vector to its nearest centre."""
+    squared = ((X[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    return centres[squared.argmin(axis=1)] - X
+
+
+_CONE_W1: dict[int, float] = {}
+
+
+def cones_w1(d: int) -> float:
+    """SHRINK x E|x - nearest centre| for x ~ N(0, 4 I), by Monte Carlo (cached per d)."""
+    if d not in _CONE_W1:
+        rng, centres, total = np.random.RandomState(123), cone_centres(d), 0.0
+        for _ in range(20):
+            X = 2.0 * rng.normal(size=(100_000, d))
+            total += np.linalg.norm(to_nearest_centre(X, centres), axis=1).sum()
+        _CONE_W1[d] = SHRINK * total / 2_000_000
+    return _CONE_W1[d]
+
+
 def draw(case: str, d: int, n: int, rng: np.random.RandomState):
     """Samples P, Q of a case and its population W1."""
     if case == "shift":
@@ -49,6 +84,10 @@ def draw(case: str, d: int, n: int, rng: np.random.RandomState):
         return rng.normal(size=(n, d)), 2.0 * rng.normal(size=(n, d)), expected_norm(d)
     if case == "point mass":
         return np.zeros((n, d)), 2.0 * rng.normal(size=(n, d)), 2.0 * expected_norm(d)
+    if case == "cones":
+        P, source = 2.0 * rng.normal(size=(n, d)), 2.0 * rng.normal(size=(n, d))
+        Q = source + SHRINK * to_nearest_centre(source, cone_centres(d))
+        return P, Q, cones_w1(d)
     raise ValueError(case)
 
 
@@ -80,7 +119,7 @@ def _error(value: float | None, truth: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", nargs="*", default=["shift", "radial", "point mass"])
+    parser.add_argument("--cases", nargs="*", default=["shift", "radial", "point mass", "cones"])
     parser.add_argument("--dims", nargs="*", type=int, default=[2, 8, 32, 64, 256])
     parser.add_argument("--sizes", nargs="*", type=int, default=[300, 2000])
     parser.add_argument("--smoke", action="store_true", help="toy grid, for the tests")

@@ -76,7 +76,7 @@ def test_images_benchmark_runs_at_smoke_size():
 def test_wasserstein_accuracy_suite_runs_at_smoke_size():
     output = run_benchmark("wasserstein_accuracy.py", "--smoke", "--no-record")
     rows = [line.split("|") for line in output.splitlines() if line.startswith("| ")]
-    assert [row[1].strip() for row in rows] == ["shift", "radial", "point mass"]
+    assert [row[1].strip() for row in rows] == ["shift", "radial", "point mass", "cones"]
     for row in rows:
         truth = float(row[4])
         estimate = float(row[5].split()[0])

@@ -79,6 +79,33 @@ def test_radial_scaling_matches_its_closed_form():
     assert est.confidence_lower_bound_ <= truth
 
 
+def _cones_case():
+    # A potential of four cones, f(x) = min_k |x - c_k|. Q is P with every point
+    # moved halfway to its nearest centre: it stays in its cone (the rays do not
+    # cross) and f drops by exactly the distance moved, so this plan is optimal and
+    # the samples' W1 is its mean cost (Korotin et al., NeurIPS 2022).
+    rng = np.random.RandomState(6)
+    centres = rng.uniform(-4, 4, size=(4, 2))
+    P = 2.0 * rng.normal(size=(1500, 2))
+    nearest = centres[((P[:, None, :] - centres) ** 2).sum(axis=2).argmin(axis=1)]
+    Q = P + 0.5 * (nearest - P)
+    exact = 0.5 * np.linalg.norm(nearest - P, axis=1).mean()
+    return WassersteinEstimator(random_state=0).fit(*_stack(P, Q)), exact
+
+
+def test_cone_mixture_matches_its_optimal_plan():
+    est, exact = _cones_case()
+    assert est.lower_bound_ <= exact  # guaranteed, whatever the training did
+    # Measured: 0.760 against 0.937 (-19%); the benchmark's cones, -9% to -10%.
+    assert est.distance_ == pytest.approx(exact, rel=0.25)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16: cone potentials come out 9-19% low today")
+def test_cone_mixture_estimate_is_within_three_percent():
+    est, exact = _cones_case()
+    assert est.distance_ == pytest.approx(exact, rel=0.03)
+
+
 def test_one_dimensional_distance_matches_scipy():
     rng = np.random.RandomState(1)
     p = rng.exponential(1.0, size=2000)
