@@ -210,11 +210,6 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
                 caller_name=type(self).__name__,
             )
         X, Y, weights = self._validated(X, y, sample_weight, reset=first)
-        if not first and Y.shape[1] != self._target_mean.shape[0]:
-            raise ValueError(
-                f"y has {Y.shape[1]} outputs, but the regressor was fitted with "
-                f"{self._target_mean.shape[0]}."
-            )
         if first:
             self.device_ = resolve_device(self.device)
         rng = check_random_state(self.random_state)
@@ -234,6 +229,11 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
         Y = np.asarray(y, dtype=np.float64)
         self._single_output = Y.ndim == 1 if reset else self._single_output
         Y = Y.reshape(len(Y), -1)
+        if not reset and Y.shape[1] != self._target_mean.shape[0]:
+            raise ValueError(
+                f"y has {Y.shape[1]} outputs, but the regressor was fitted with "
+                f"{self._target_mean.shape[0]}; set warm_start=False to train anew."
+            )
         weights = checked_weights(sample_weight, X)
         if not (weights > 0).any():
             raise ValueError("sample_weight is 0 for every row: there is nothing to learn from.")

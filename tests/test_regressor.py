@@ -252,3 +252,13 @@ def test_decision_attacks_refuse_a_regressor(cone_regressor):
 
     with pytest.raises(TypeError, match="predict_interval"):
         pgd_attack(cone_regressor, np.zeros((2, 3)), None, 0.1)
+
+
+def test_warm_start_refuses_a_different_number_of_outputs():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 2))
+    reg = LipschitzRegressor(hidden_layer_sizes=(8,), max_epochs=2, warm_start=True,
+                             random_state=0).fit(X, X[:, 0])  # fmt: skip
+    with pytest.raises(ValueError, match="outputs"):
+        reg.fit(X, X)
+    assert reg.predict(X).shape == (60,)  # the failed call changed nothing
