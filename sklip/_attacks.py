@@ -113,7 +113,7 @@ def pgd_attack(
         _check_real(step_size, "step_size", allow_zero=False)
     rng = _random_state(random_state)
     scores, X, classifier = differentiable_scores(estimator, X)
-    budget = _budget(eps, X.shape[0])
+    budget = radius_per_row(eps, X.shape[0])
     x0 = torch.tensor(X, device=classifier.device_)
     margin = _margin_to_keep(classifier, scores, x0, y)
     radius = torch.tensor(budget, dtype=x0.dtype, device=x0.device)[:, None]
@@ -402,7 +402,7 @@ def as_float_array(value: Any, name: str) -> np.ndarray:
         raise ValueError(message) from error
 
 
-def _budget(eps: Any, n_samples: int) -> np.ndarray:
+def radius_per_row(eps: Any, n_samples: int) -> np.ndarray:
     """``eps`` as one finite, non-negative radius per sample."""
     budget = as_float_array(eps, "eps")
     if budget.ndim == 0:

@@ -425,6 +425,10 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
             torch.tensor(weights, dtype=torch.float32),  # a copy: the user's may be read-only
             torch.as_tensor(class_sums, dtype=torch.float32),
         )
+        return TrainingSet(self._features_on_device(X), coefficients.to(self.device_))
+
+    def _features_on_device(self, X: np.ndarray) -> torch.Tensor:
+        """``X`` in float32 on ``device_``, for training; values float32 cannot hold are refused."""
         with np.errstate(over="ignore"):  # values beyond float32 are refused just below
             X = X.astype(np.float32, copy=not X.flags.writeable)  # torch needs writable memory
         X = torch.from_numpy(X).to(self.device_)
@@ -433,7 +437,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
                 "X has values too large for float32 training (above 3.4e38): rescale "
                 "the features, e.g. with StandardScaler."
             )
-        return TrainingSet(X, coefficients.to(self.device_))
+        return X
 
     def _outputs(self, X: np.ndarray, module: nn.Module) -> np.ndarray:
         """Outputs ``(n, n_outputs)`` of a network being trained (float32), as float64."""

@@ -120,6 +120,14 @@ def image_shape_for(image_shape: Any, n_features: int) -> tuple[int, int, int]:
     return tuple(shape)
 
 
+def checked_positive_weights(sample_weight: Any, X: Any) -> np.ndarray:
+    """:func:`checked_weights`, refusing weights that are 0 on every row."""
+    weights = checked_weights(sample_weight, X)
+    if not (weights > 0).any():
+        raise ValueError("sample_weight is 0 for every row: there is nothing to learn from.")
+    return weights
+
+
 def checked_weights(sample_weight: Any, X: Any) -> np.ndarray:
     """``sample_weight`` as float64, one non-negative weight per row of ``X`` (errors name it)."""
     return naming(

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import r2_score
 
+from ._attacks import radius_per_row
 from ._pipeline import _rounded_transform, check_inputs, unwrap
 
 
@@ -53,10 +54,7 @@ def predict_interval(estimator: Any, X: Any, eps: float | Any) -> tuple[np.ndarr
         raise TypeError(
             f"predict_interval needs a sklip regressor, got {type(regressor).__name__}."
         )
-    check_inputs(estimator, X)
-    eps = np.asarray(eps, dtype=np.float64)
-    if not np.all(np.isfinite(eps)) or np.any(eps < 0) or eps.ndim > 1:
-        raise ValueError("eps must be a finite, non-negative radius (or one per row of X).")
+    eps = radius_per_row(eps, check_inputs(estimator, X).shape[0])
     if affine is None:
         return regressor.predict_interval(X, eps)
     Z, error, ball_error, growth, lipschitz = _rounded_transform(estimator, X)

@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import (
 from ._base import LipschitzEstimatorBase
 from ._complement import OneClassEpochs, SamplingBox
 from ._device import resolve_device
-from ._inputs import checked_weights
+from ._inputs import checked_positive_weights
 from ._margin import one_class_margin, weighted_quantile
 from ._state import atomic
 from ._training import HKRObjective, StoppingRule, seeds
@@ -198,7 +198,7 @@ class LipschitzOutlierDetector(OutlierMixin, LipschitzEstimatorBase):
         """
         warm = self.warm_start and hasattr(self, "module_")
         X = self._validate_X(X, reset=not warm)
-        weights = self._checked_weights(X, sample_weight)
+        weights = checked_positive_weights(sample_weight, X)
         self.device_ = resolve_device(self.device)
         rng = check_random_state(self.random_state)
         self.margin_ = self._margin_for_data(X, weights, rng)
@@ -248,7 +248,7 @@ class LipschitzOutlierDetector(OutlierMixin, LipschitzEstimatorBase):
                 caller_name=type(self).__name__,
             )
         X = self._validate_X(X, reset=first)
-        weights = self._checked_weights(X, sample_weight)
+        weights = checked_positive_weights(sample_weight, X)
         rng = check_random_state(self.random_state)
         if first:
             self.device_ = resolve_device(self.device)
@@ -272,13 +272,6 @@ class LipschitzOutlierDetector(OutlierMixin, LipschitzEstimatorBase):
         )  # fmt: skip
         self.offset_ = self._offset(self._evaluate(X)[:, 0], weights)
         return self
-
-    @staticmethod
-    def _checked_weights(X: np.ndarray, sample_weight: Any) -> np.ndarray:
-        weights = checked_weights(sample_weight, X)
-        if not (weights > 0).any():
-            raise ValueError("sample_weight is 0 for every row: there is nothing to learn from.")
-        return weights
 
     def _margin_for_data(
         self, X: np.ndarray, weights: np.ndarray, rng: np.random.RandomState

@@ -16,9 +16,10 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.validation import _check_y, check_consistent_length, check_is_fitted
 from torch import nn
 
+from ._attacks import radius_per_row
 from ._base import LipschitzEstimatorBase
 from ._device import resolve_device
-from ._inputs import checked_weights, naming
+from ._inputs import checked_positive_weights, naming
 from ._regression_objective import (
     LOSSES,
     RegressionObjective,
@@ -234,10 +235,7 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
                 f"y has {Y.shape[1]} outputs, but the regressor was fitted with "
                 f"{self._target_mean.shape[0]}; set warm_start=False to train anew."
             )
-        weights = checked_weights(sample_weight, X)
-        if not (weights > 0).any():
-            raise ValueError("sample_weight is 0 for every row: there is nothing to learn from.")
-        return X, Y, weights
+        return X, Y, checked_positive_weights(sample_weight, X)
 
     def _hold_out(self, X, Y, weights, rng):
         X_fit, X_val, Y_fit, Y_val, w_fit, w_val = train_test_split(
@@ -286,14 +284,7 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
         self.lipschitz_constant_ = float(round_up_product(K, self.network_.lipschitz_constant))
 
     def _regression_set(self, X: np.ndarray, coefficients: np.ndarray) -> TrainingSet:
-        with np.errstate(over="ignore"):
-            X32 = X.astype(np.float32, copy=not X.flags.writeable)
-        X_t = torch.from_numpy(X32).to(self.device_)
-        if not torch.isfinite(X_t).all():
-            raise ValueError(
-                "X has values too large for float32 training (above 3.4e38): rescale "
-                "the features, e.g. with StandardScaler."
-            )
+        X_t = self._features_on_device(X)
         table = torch.tensor(coefficients, dtype=torch.float32, device=self.device_)
         if not torch.isfinite(table).all():
             raise ValueError("y is too large for float32 training once scaled; rescale y.")
@@ -343,10 +334,7 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
         low, high : ndarrays of the shape of ``predict(X)``
         """
         outputs, _, error = self._forward(X, bounds=True)
-        eps = np.asarray(eps, dtype=np.float64)
-        if not np.all(np.isfinite(eps)) or np.any(eps < 0) or eps.ndim > 1:
-            raise ValueError("eps must be a finite, non-negative radius (or one per row of X).")
-        eps = np.broadcast_to(eps, (outputs.shape[0],))[:, None]
+        eps = radius_per_row(eps, outputs.shape[0])[:, None]
         K, network = self.lipschitz_target_, self.network_
         movement = K * (error[:, None] + (network.lipschitz_constant + network.error_growth) * eps)
         center = self._target_mean + K * outputs

@@ -63,7 +63,7 @@ def _pgd_extremes(regressor, X, eps, steps=40):
     then scored by ``predict`` itself, the computation the interval is about.
     """
     module = regressor.to_torch()
-    x0 = torch.tensor(X, dtype=torch.float64)
+    x0 = torch.tensor(X, dtype=torch.float64, device=regressor.device_)
     step = 2.5 * eps / steps
     found = []
     for sign in (-1.0, 1.0):
@@ -80,7 +80,7 @@ def _pgd_extremes(regressor, X, eps, steps=40):
                 better = value > best
                 best = torch.where(better, value, best)
                 best_points[better] = (x0 + delta)[better]
-        points = best_points.numpy()
+        points = best_points.cpu().numpy()
         assert np.all(np.linalg.norm(points - X, axis=1) <= eps)
         found.append(regressor.predict(points))
     return found
