@@ -20,6 +20,9 @@ _LAZY = {
     "wasserstein_distance": "sklip.wasserstein",
     "wasserstein_test": "sklip._two_sample",
     "fit_in_chunks": "sklip._streaming",
+    "to_onnx": "sklip._onnx_export",
+    "save": "sklip._persistence",
+    "load": "sklip._persistence",
 }
 
 __all__ = [
@@ -29,6 +32,9 @@ __all__ = [
     "WassersteinEstimator",
     "__version__",
     "fit_in_chunks",
+    "load",
+    "save",
+    "to_onnx",
     "wasserstein_distance",
     "wasserstein_test",
 ]

@@ -503,3 +503,26 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         """
         check_is_fitted(self, "network_")
         return copy.deepcopy(self.network_.module)
+
+    def to_onnx(
+        self, path: Any = None, *, dtype: str = "float64", with_radius: bool = True
+    ) -> Any:
+        """The fitted estimator as an ONNX model, its certificate inside.
+
+        See :func:`sklip.to_onnx`, which this calls, for the outputs and the
+        guarantee; it also exports a Pipeline ending with this estimator.
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Where to write the model.
+        dtype : {"float64", "float32"}, default="float64"
+        with_radius : bool, default=True
+
+        Returns
+        -------
+        onnx.ModelProto
+        """
+        from ._onnx_export import to_onnx
+
+        return to_onnx(self, path, dtype=dtype, with_radius=with_radius)

@@ -233,26 +233,38 @@ def _step_rounding(step: Any, Z_in: np.ndarray, Z_out: Any) -> tuple[float, Any,
     """
     Z = np.asarray(Z_out)
     float32 = np.float32 in (Z.dtype, Z_in.dtype)
-    unit = 2.0**-24 if float32 else 2.0**-53
-    extra = 1 if float32 else 0
     Z, Z_in = Z.astype(np.float64), Z_in.astype(np.float64)
-    A, _ = affine_map(step, Z_in.shape[1])
-    norm = spectral_norm(A) * rounding_slack(*A.shape)
+    rounding, growth, norm = step_constants(step, Z_in.shape[1], float32)
     out = _row_norms(Z)
     kind = type(step)
     if kind is FunctionTransformer:
-        return 0.0, np.zeros(len(Z)), 0.0, norm
+        return rounding, np.zeros(len(Z)), growth, norm
     if kind is StandardScaler or kind is MaxAbsScaler:
-        return gamma(3 + extra, unit), out, norm, norm
+        return rounding, out, growth, norm
     if kind is MinMaxScaler:
-        scaled = _row_norms(Z_in * step.scale_)
-        return gamma(3 + extra, unit), scaled + out, float(np.abs(step.scale_).max()) + norm, norm
+        return rounding, _row_norms(Z_in * step.scale_) + out, growth, norm
     # PCA(whiten=False): affine_map has refused everything else
     absolute = np.abs(step.components_.T)
     magnitude = _row_norms(np.abs(Z_in) @ absolute) + _row_norms(np.abs(step.mean_) @ absolute)
+    return rounding, magnitude + out, growth, norm
+
+
+def step_constants(step: Any, n_features: int, float32: bool = False) -> tuple[float, float, float]:
+    """``(gamma, K, ||A||)`` of one supported step: its relative rounding, the growth
+    of its magnitude ``M`` per unit of input distance, and its Lipschitz bound."""
+    unit = 2.0**-24 if float32 else 2.0**-53
+    extra = 1 if float32 else 0
+    A, _ = affine_map(step, n_features)
+    norm = spectral_norm(A) * rounding_slack(*A.shape)
+    kind = type(step)
+    if kind is FunctionTransformer:
+        return 0.0, 0.0, norm
+    if kind is StandardScaler or kind is MaxAbsScaler:
+        return gamma(3 + extra, unit), norm, norm
+    if kind is MinMaxScaler:
+        return gamma(3 + extra, unit), float(np.abs(step.scale_).max()) + norm, norm
     frobenius = float(np.linalg.norm(step.components_))
-    n_terms = Z_in.shape[1] + 3 + extra
-    return gamma(n_terms, unit), magnitude + out, frobenius + norm, norm
+    return gamma(n_features + 3 + extra, unit), frobenius + norm, norm
 
 
 def _row_norms(matrix: np.ndarray) -> np.ndarray:

@@ -48,7 +48,7 @@ import copy
 import math
 from dataclasses import dataclass
 from numbers import Integral
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -106,6 +106,24 @@ class _LayerRounding:
     absolute: float = 0.0
 
 
+def propagation(layers: list[_LayerRounding]) -> tuple[list[float], float]:
+    r"""``(Q~_l for each layer, G)``: how each layer's rounding reaches the output.
+
+    :math:`\tilde Q_l = \prod_{m > l} (L_m + c_m)` and :math:`G = \sum_l c_l
+    P_{l-1} \tilde Q_l` (see the module's docstring), ``G`` raised by the
+    safety factor.
+    """
+    inflated_after = [
+        math.prod(after.lipschitz + after.relative for after in layers[index + 1 :])
+        for index in range(len(layers))
+    ]
+    growth, before = 0.0, 1.0
+    for layer, after in zip(layers, inflated_after, strict=True):
+        growth += layer.relative * before * after
+        before *= layer.lipschitz
+    return inflated_after, growth * _BOUND_SAFETY
+
+
 class FrozenOutputs(NamedTuple):
     """Outputs of a frozen network and the bounds of their rounding, per row.
 
@@ -154,6 +172,8 @@ class FrozenNetwork:
         Bounds of :math:`f_i - f_j` for ``K > 1`` outputs (CPU, float64).
     error_growth : float
         ``G``: how much the rounding bound may grow per unit of distance.
+    input_shapes : list of tuple
+        Shape of a one-row batch entering each layer of ``module``.
 
     Raises
     ------
@@ -183,6 +203,7 @@ class FrozenNetwork:
         self.module = plain
         layers = list(leaf_layers(plain))
         shapes = _input_shapes(plain, layers, n_features)
+        self.input_shapes = shapes
         self._layers = [_analyse(layer, shape) for layer, shape in zip(layers, shapes, strict=True)]
         bounds = [layer.lipschitz for layer in self._layers]
         self.lipschitz_constant = math.prod(bounds) * (1.0 + 2.0 * len(bounds) * UNIT_ROUNDOFF)
@@ -195,20 +216,7 @@ class FrozenNetwork:
         self.pairwise_lipschitz_constant = None
         if self.n_outputs > 1:
             self.pairwise_lipschitz_constant = pairwise_lipschitz_bound(plain, (n_features,))
-        # Q~_l = prod_{m > l} (L_m + c_m), read by every evaluation.
-        self._inflated_after = [
-            math.prod(after.lipschitz + after.relative for after in self._layers[index + 1 :])
-            for index in range(len(self._layers))
-        ]
-        self.error_growth = self._error_growth()
-
-    def _error_growth(self) -> float:
-        """``G = sum_l c_l P_{l-1} Q~_l``: the growth of the rounding bound with the radius."""
-        growth, before = 0.0, 1.0
-        for layer, after in zip(self._layers, self._inflated_after, strict=True):
-            growth += layer.relative * before * after
-            before *= layer.lipschitz
-        return growth * _BOUND_SAFETY
+        self._inflated_after, self.error_growth = propagation(self._layers)
 
     def negated(self) -> FrozenNetwork:
         """The network of ``-f``: the last layer's weight and bias negated.
@@ -223,6 +231,46 @@ class FrozenNetwork:
         if last.bias is not None:
             last.bias.neg_()
         return clone
+
+    def bound_record(self) -> dict[str, Any]:
+        """The bounds every certificate reads, as plain numbers (what ``sklip.save`` stores)."""
+        return {
+            "lipschitz_constant": self.lipschitz_constant,
+            "error_growth": self.error_growth,
+            "layers": [[layer.lipschitz, layer.relative, layer.absolute] for layer in self._layers],
+        }
+
+    def adopt_bounds(self, record: dict[str, Any], pairwise: Tensor | None) -> None:
+        """Use a stored record's bounds, after checking that none is below this network's.
+
+        A loaded model then certifies exactly as the saved one did (bounds
+        computed on another device may differ in their last bits), and a file
+        whose bounds were lowered is refused.
+        """
+        own = self.bound_record()
+        stored = [record["lipschitz_constant"], record["error_growth"],
+                  *(value for layer in record["layers"] for value in layer)]  # fmt: skip
+        computed = [own["lipschitz_constant"], own["error_growth"],
+                    *(value for layer in own["layers"] for value in layer)]  # fmt: skip
+        pairs = list(zip(stored, computed, strict=False))
+        if pairwise is not None and self.pairwise_lipschitz_constant is not None:
+            if tuple(pairwise.shape) != tuple(self.pairwise_lipschitz_constant.shape):
+                raise ValueError("The stored pairwise bounds do not fit the network.")
+            pairs += list(zip(pairwise.ravel().tolist(),
+                              self.pairwise_lipschitz_constant.ravel().tolist(), strict=True))
+        if len(stored) != len(computed) or (pairwise is None) != (self.n_outputs == 1) or any(
+            not (math.isfinite(kept) and kept >= value * (1 - 1e-9)) for kept, value in pairs
+        ):
+            raise ValueError(
+                "The file's certificate bounds are below what its weights imply: it was "
+                "modified, and would certify radii that do not hold."
+            )
+        self.lipschitz_constant = float(record["lipschitz_constant"])
+        self._layers = [_LayerRounding(*map(float, layer)) for layer in record["layers"]]
+        self._inflated_after, _ = propagation(self._layers)
+        self.error_growth = float(record["error_growth"])
+        if pairwise is not None:
+            self.pairwise_lipschitz_constant = pairwise.double().cpu()
 
     @property
     def n_outputs(self) -> int:
@@ -333,21 +381,31 @@ def _input_shapes(
     return shapes
 
 
-def _analyse(layer: nn.Module, shape: tuple[int, ...]) -> _LayerRounding:
-    """Lipschitz bound and rounding coefficients of one plain float64 layer."""
+def _analyse(
+    layer: nn.Module,
+    shape: tuple[int, ...],
+    unit: float = UNIT_ROUNDOFF,
+    tiny: float = SMALLEST_SUBNORMAL,
+) -> _LayerRounding:
+    """Lipschitz bound and rounding coefficients of one plain layer.
+
+    ``unit`` is the unit roundoff of the arithmetic and ``tiny`` the largest
+    absolute error of one operation below its normal range (float64 by
+    default; :mod:`sklip.nn.float32_rounding` passes float32's).
+    """
     if isinstance(layer, nn.Linear):
         n = layer.in_features
-        rounding = gamma(n + 1)
+        rounding = gamma(n + 1, unit)
         bias = 0.0 if layer.bias is None else float(scaled_norm(layer.bias))
         return _LayerRounding(
             _single_layer_bound(layer, None),
             rounding * float(scaled_norm(layer.weight)),
-            rounding * bias + 2 * n * SMALLEST_SUBNORMAL * math.sqrt(layer.out_features),
+            rounding * bias + 2 * n * tiny * math.sqrt(layer.out_features),
         )
     if isinstance(layer, nn.Conv2d):
-        return _analyse_conv(layer, shape)
+        return _analyse_conv(layer, shape, unit, tiny)
     if isinstance(layer, L2NormPool2d):
-        return _analyse_pool(layer, shape)
+        return _analyse_pool(layer, shape, unit, tiny)
     if isinstance(layer, EXACT_LAYERS):
         return _LayerRounding(1.0)
     raise TypeError(
@@ -357,25 +415,38 @@ def _analyse(layer: nn.Module, shape: tuple[int, ...]) -> _LayerRounding:
     )
 
 
-def _analyse_conv(conv: nn.Conv2d, shape: tuple[int, ...]) -> _LayerRounding:
+def _analyse_conv(
+    conv: nn.Conv2d, shape: tuple[int, ...], unit: float, tiny: float
+) -> _LayerRounding:
     k_h, k_w = conv.kernel_size
     s_h, s_w = conv.stride
     n = conv.in_channels * k_h * k_w
-    rounding = gamma(n + 1)
+    rounding = gamma(n + 1, unit)
     out_h = (shape[2] + 2 * conv.padding[0] - k_h) // s_h + 1
     out_w = (shape[3] + 2 * conv.padding[1] - k_w) // s_w + 1
     positions = out_h * out_w
-    # || |K| * |z| || <= ||K||_F sqrt(patches per pixel) ||z||, counting each
-    # (output, tap) pair that reads a pixel: at most ceil(k/s) per axis with
-    # zero padding, more when circular padding wraps a tap onto a pixel twice.
-    circular = conv.padding_mode == "circular"
-    patches = _taps_per_pixel(shape[2], k_h, s_h, conv.padding[0], out_h, circular)
-    patches *= _taps_per_pixel(shape[3], k_w, s_w, conv.padding[1], out_w, circular)
-    relative = rounding * float(scaled_norm(conv.weight)) * math.sqrt(patches)
+    relative = rounding * float(scaled_norm(conv.weight)) * math.sqrt(taps_per_pixel(conv, shape))
     bias = 0.0 if conv.bias is None else float(scaled_norm(conv.bias))
     absolute = rounding * bias * math.sqrt(positions)
-    absolute += 2 * n * SMALLEST_SUBNORMAL * math.sqrt(conv.out_channels * positions)
+    absolute += 2 * n * tiny * math.sqrt(conv.out_channels * positions)
     return _LayerRounding(_single_layer_bound(conv, tuple(shape[2:])), relative, absolute)
+
+
+def taps_per_pixel(conv: nn.Conv2d, shape: tuple[int, ...]) -> int:
+    """Most (output, tap) pairs of ``conv`` that read one pixel of an input of ``shape``.
+
+    ``|| |K| * |z| || <= ||K||_F sqrt(taps per pixel) ||z||``: at most
+    ``ceil(k/s)`` per axis with zero padding, more when circular padding
+    wraps a tap onto a pixel twice.
+    """
+    circular = conv.padding_mode == "circular"
+    taps = 1
+    for axis in (0, 1):
+        size, kernel = shape[2 + axis], conv.kernel_size[axis]
+        stride, padding = conv.stride[axis], conv.padding[axis]
+        outputs = (size + 2 * padding - kernel) // stride + 1
+        taps *= _taps_per_pixel(size, kernel, stride, padding, outputs, circular)
+    return taps
 
 
 def _taps_per_pixel(size: int, kernel: int, stride: int, padding: int, outputs: int,
@@ -392,7 +463,9 @@ def _taps_per_pixel(size: int, kernel: int, stride: int, padding: int, outputs: 
     return max(counts)
 
 
-def _analyse_pool(pool: L2NormPool2d, shape: tuple[int, ...]) -> _LayerRounding:
+def _analyse_pool(
+    pool: L2NormPool2d, shape: tuple[int, ...], unit: float, tiny: float
+) -> _LayerRounding:
     """``scale * sqrt(max(sum of squares, 1e-12))`` per window, in float64.
 
     The sum of ``a`` squares, the average pooling's division and product by
@@ -405,9 +478,9 @@ def _analyse_pool(pool: L2NormPool2d, shape: tuple[int, ...]) -> _LayerRounding:
     out_h = (shape[2] - pool.kernel_size[0]) // pool.stride[0] + 1
     out_w = (shape[3] - pool.kernel_size[1]) // pool.stride[1] + 1
     outputs = shape[1] * out_h * out_w
-    rounding = gamma(2 * area + 6)
+    rounding = gamma(2 * area + 6, unit)
     floor = pool.scale * 1e-6 * math.sqrt(outputs)
-    underflow = area * SMALLEST_SUBNORMAL * 5e5 * pool.scale * math.sqrt(outputs)
+    underflow = area * tiny * 5e5 * pool.scale * math.sqrt(outputs)
     return _LayerRounding(1.0, rounding, rounding * floor + underflow)
 
 
