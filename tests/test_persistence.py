@@ -114,7 +114,7 @@ def test_every_modified_byte_is_refused(path):
         damaged = bytearray(data)
         damaged[position] ^= 0x01
         path.write_bytes(bytes(damaged))
-        with pytest.raises(ValueError, match="sklip model file|modified or damaged|version"):
+        with pytest.raises(ValueError, match=r"sklip model file|modified or damaged|version"):
             sklip.load(path)
     path.write_bytes(data[:-5])
     with pytest.raises(ValueError, match="modified or damaged"):
