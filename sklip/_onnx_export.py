@@ -95,6 +95,7 @@ def to_onnx(
     if not isinstance(with_radius, bool | np.bool_):
         raise TypeError(f"with_radius must be True or False, got {with_radius!r}.")
     final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    head_type = head_for(final)  # a TypeError for what sklip cannot export
     check_is_fitted(final, "network_")
     graph = GraphBuilder(_DTYPES[dtype])
     preprocessing = None
@@ -110,11 +111,11 @@ def to_onnx(
     if with_radius:
         penalty, growth = _penalty(graph, network, layer_inputs, preprocessing)
     eps = None
-    if with_radius and head_for(final).takes_eps:
+    if with_radius and head_type.takes_eps:
         eps = graph.op("Reshape", "eps", graph.integers([-1, 1]))
         if preprocessing is not None:
             eps = preprocessing.inner_radius(graph, eps)
-    head = head_for(final).emit(graph, final, outputs, penalty, growth, eps)
+    head = head_type.emit(graph, final, outputs, penalty, growth, eps)
     if preprocessing is not None and "radius" in head.outputs:
         value, kind, shape = head.outputs["radius"]
         head.outputs["radius"] = (preprocessing.raw_radius(graph, value), kind, shape)
