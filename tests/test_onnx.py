@@ -198,7 +198,7 @@ def test_every_layer_kind_is_exported_as_the_frozen_network_computes_it(dtype):
                 generator=generator,
             ),
             64,
-        ),  # fmt: skip
+        ),
         (lipschitz_cnn((3, 6, 6), (6,), (8,), 2, "fullsort", generator=generator), 108),
     ]
     rng = np.random.RandomState(0)
