@@ -14,6 +14,7 @@ would round by more than the bound's safety factor covers.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -29,19 +30,46 @@ def as_double(graph: GraphBuilder, name: str) -> str:
     return name if graph.dtype == np.float64 else graph.op("Cast", name, to=_DOUBLE)
 
 
-def row_norms(graph: GraphBuilder, x: str) -> str:
-    """``(n, 1)``: the L2 norm of each row of ``x`` (any rank), scaled as ``scaled_norm``."""
-    flat = graph.op("Flatten", as_double(graph, x), axis=1)
-    axis = graph.integers([1])
-    peak = graph.op("ReduceMax", graph.op("Abs", flat), axis, keepdims=1)
-    one = graph.double(1.0)
-    safe = graph.op("Where", graph.op("Greater", peak, graph.double(0.0)), peak, one)
-    norm = graph.op("ReduceL2", graph.op("Div", flat, safe), axis, keepdims=1)
-    return graph.op("Mul", norm, safe)
+def row_norms(graph: GraphBuilder, value: Any, size: int) -> str:
+    """``(n, 1)`` float64: an upper bound of each row's L2 norm (``value``: a name or a pair).
+
+    ``ReduceL2`` rounds by at most a relative ``(size + 2) u`` (raised to twice
+    that here); where its squares may have underflowed or overflowed (a norm
+    outside [1e-140, 1e140] in float64, [1e-15, 1e15] in float32) the bound
+    ``sqrt(size) max |x_i|`` replaces it. No full-size temporary is made:
+    three reductions of the values as computed.
+    """
+    parts = (value.low, value.high) if hasattr(value, "low") else (value,)
+    squares, peaks = [], []
+    for part in parts:
+        flat = graph.op("Flatten", part, axis=1)
+        axis = graph.integers([1])
+        norm = as_double(graph, graph.op("ReduceL2", flat, axis, keepdims=1))
+        squares.append(graph.op("Mul", norm, norm))
+        top = graph.op("ReduceMax", flat, axis, keepdims=1)
+        bottom = graph.op("Neg", graph.op("ReduceMin", flat, axis, keepdims=1))
+        peaks.append(as_double(graph, graph.op("Max", top, bottom)))
+    plain = squares[0] if len(parts) == 1 else graph.op("Add", *squares)
+    plain = graph.op("Sqrt", plain)
+    peak = peaks[0] if len(parts) == 1 else graph.op("Max", *peaks)
+    unit = UNIT_ROUNDOFF if graph.dtype == np.float64 else 2.0**-24
+    low, high = (1e-140, 1e140) if graph.dtype == np.float64 else (1e-15, 1e15)
+    inflated = graph.op("Mul", plain, graph.double(1.0 + 2.0 * (size + 8) * unit))
+    fallback = graph.op("Mul", peak, graph.double(math.sqrt(size) * (1.0 + 4.0 * UNIT_ROUNDOFF)))
+    safe = graph.op(
+        "And",
+        graph.op("Greater", plain, graph.double(low)),
+        graph.op("Less", plain, graph.double(high)),
+    )
+    return graph.op("Where", safe, inflated, fallback)
 
 
 def rounding_penalty(
-    graph: GraphBuilder, layer_inputs: list[str], layers: list, inflated_after: list[float]
+    graph: GraphBuilder,
+    layer_inputs: list[Any],
+    sizes: list[int],
+    layers: list,
+    inflated_after: list[float],
 ) -> str:
     """``(n, 1)``: ``2 E(x) + E_r(x)``, the part of the radius's numerator lost to rounding.
 
@@ -49,9 +77,9 @@ def rounding_penalty(
     of the computation the graph performs (see :mod:`sklip.nn.frozen`).
     """
     error = certificate = None
-    for x, layer, after in zip(layer_inputs, layers, inflated_after, strict=True):
+    for x, size, layer, after in zip(layer_inputs, sizes, layers, inflated_after, strict=True):
         if layer.relative > 0:
-            norm = row_norms(graph, x)
+            norm = row_norms(graph, x, size)
             exact = norm if error is None else graph.op("Add", norm, error)
             local = _affine(graph, norm, layer.relative, layer.absolute)
             term = graph.op("Mul", _affine(graph, exact, layer.relative, layer.absolute),

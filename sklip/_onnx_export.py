@@ -7,6 +7,7 @@ certificate of that very computation; see :mod:`sklip._onnx_certificate`.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -129,6 +130,7 @@ def _penalty(
     graph: GraphBuilder, network: Any, layer_inputs: list[str], preprocessing: Any
 ) -> tuple[str, float]:
     """The rounding penalty ``2 E + E_r`` (n, 1) of the graph's computation, and its ``G``."""
+    sizes = [math.prod(shape[1:]) for shape in network.input_shapes]
     if graph.dtype == np.float64:
         layers = list(network._layers)
     else:
@@ -136,8 +138,9 @@ def _penalty(
         if preprocessing is not None:  # the float64 features are rounded to float32
             layers.insert(0, input_cast_rounding(preprocessing.n_inner))
             layer_inputs = [preprocessing.output, *layer_inputs]
+            sizes = [preprocessing.n_inner, *sizes]
     inflated_after, growth = propagation(layers)
-    return rounding_penalty(graph, layer_inputs, layers, inflated_after), growth
+    return rounding_penalty(graph, layer_inputs, sizes, layers, inflated_after), growth
 
 
 def _model(

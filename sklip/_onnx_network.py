@@ -1,14 +1,33 @@
 """The layers of a frozen network as ONNX nodes, each computing what the analysis models.
 
-Dense layers are one ``Gemm`` (dot products plus the bias). Convolutions and
-the L2-norm pooling gather their patches with one constant index table (the
-unfold) and take plain dot products or sums of squares: onnxruntime has no
-float64 ``Conv``, and a runtime's own convolution may use FFT or Winograd
-algorithms, whose rounding the dot-product analysis does not cover. The
-sorting activations and reshapes only move or compare values.
+Every dense layer and convolution is one ``Gemm`` (or two accumulating ones):
+dot products plus the bias, the computation whose rounding
+:mod:`sklip.nn.frozen` bounds, in float64 as in float32. A convolution
+gathers its patches with one constant index table (the unfold) from images
+kept channels-last, ``(n, H*W, C)``, so that the product is a single large
+matrix product: onnxruntime has no float64 ``Conv``, and a runtime's own
+convolution may use FFT or Winograd algorithms, whose rounding the
+dot-product analysis does not cover. Sorting activations and reshapes only
+move or compare values.
+
+Moves are deferred where the next layer can absorb them for free:
+
+* a dense or convolution layer followed by a pairwise ``GroupSort`` computes
+  its two halves of outputs separately, so the sort needs no split, and a
+  dense layer reading such a pair accumulates the halves (a dot product
+  summed in another order: the same bound);
+* a ``PixelUnshuffle`` is not carried out: the next convolution's index
+  table reads the unshuffled pixels from the image before it, and a flatten
+  after it lets the next dense layer read the entries in their stored order
+  (its weight's columns permuted instead).
+
+Each layer's input is reported as a tensor holding exactly its entries (in
+some order), for the norms of the rounding bound.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from torch import nn
@@ -17,137 +36,263 @@ from ._onnx_graph import GraphBuilder
 from .nn import FullSort, GroupSort, ImageView, L2NormPool2d
 
 
+@dataclass(frozen=True)
+class Pair:
+    """The two halves of the features or channels, not yet put together."""
+
+    low: str
+    high: str
+
+
+@dataclass(frozen=True)
+class Unshuffled:
+    """``PixelUnshuffle`` of the channels-last image ``source``, not carried out.
+
+    ``table[p, w]`` is the source position of pixel ``w`` (row-major in the
+    window) of output position ``p``; output channel ``c r^2 + w`` is source
+    channel ``c`` there.
+    """
+
+    source: str
+    table: np.ndarray
+    channels: int
+
+
+@dataclass(frozen=True)
+class Permuted:
+    """Flat rows whose stored entry ``k`` is logical feature ``order[k]``."""
+
+    source: str
+    order: np.ndarray
+
+
 def emit_network(
     graph: GraphBuilder, module: nn.Sequential, shapes: list[tuple[int, ...]], x: str
-) -> tuple[str, list[str]]:
+) -> tuple[str, list[object]]:
     """Nodes computing ``module`` on the flat rows ``x``.
 
-    Returns the output's name and the name of each layer's input (for the
-    norms of the rounding bound).
+    Returns the output's name and, for each layer, a name or :class:`Pair`
+    holding exactly the entries of its input (for their norms).
     """
+    layers = list(module)
     inputs = []
-    for layer, shape in zip(module, shapes, strict=True):
-        inputs.append(x)
-        x = _emit_layer(graph, layer, shape, x)
-    return x, inputs
+    value: object = x
+    for index, (layer, shape) in enumerate(zip(layers, shapes, strict=True)):
+        inputs.append(_entries(value))
+        following = layers[index + 1] if index + 1 < len(layers) else None
+        pair = isinstance(following, GroupSort) and following.group_size == 2
+        value = _emit_layer(graph, layer, shape, value, pair)
+    return materialised(graph, value, shapes[-1]), inputs
 
 
-def _emit_layer(graph: GraphBuilder, layer: nn.Module, shape: tuple[int, ...], x: str) -> str:
+def _entries(value: object) -> object:
+    """A tensor (or pair) holding the entries of ``value``: what its norm reads."""
+    if isinstance(value, Unshuffled | Permuted):
+        return value.source
+    return value
+
+
+def materialised(graph: GraphBuilder, value: object, shape: tuple[int, ...] | None = None) -> str:
+    """``value`` as a tensor in its logical layout."""
+    if isinstance(value, Pair):
+        return graph.op("Concat", value.low, value.high, axis=-1)
+    if isinstance(value, Permuted):
+        inverse = np.argsort(value.order)
+        return graph.op("Gather", value.source, graph.integers(inverse), axis=1)
+    if isinstance(value, Unshuffled):
+        windows = graph.op("Gather", value.source, graph.integers(value.table), axis=1)
+        moved = graph.op("Transpose", windows, perm=[0, 1, 3, 2])  # (n, P, C, r^2)
+        merged = [0, value.table.shape[0], value.channels * value.table.shape[1]]
+        return graph.op("Reshape", moved, graph.integers(merged))
+    return value
+
+
+def _emit_layer(
+    graph: GraphBuilder, layer: nn.Module, shape: tuple[int, ...], x: object, pair: bool
+) -> object:
     if isinstance(layer, nn.Linear):
-        weight = layer.weight.detach().cpu().numpy()
-        bias = np.zeros(weight.shape[0]) if layer.bias is None else layer.bias.detach().cpu()
-        return graph.op("Gemm", x, graph.constant(weight), graph.constant(bias), transB=1)
+        return _emit_linear(graph, layer, x, pair)
     if isinstance(layer, nn.Conv2d):
-        return _emit_conv(graph, layer, shape, x)
+        return _emit_conv(graph, layer, shape, x, pair)
+    if isinstance(layer, GroupSort) and layer.group_size == 2 and isinstance(x, Pair):
+        return Pair(graph.op("Min", x.low, x.high), graph.op("Max", x.low, x.high))
+    if isinstance(layer, nn.PixelUnshuffle) and not isinstance(x, Unshuffled):
+        return _unshuffled(layer.downscale_factor, shape, materialised(graph, x))
+    if isinstance(layer, nn.Flatten) and (layer.start_dim, layer.end_dim) == (1, -1):
+        return _flatten(graph, shape, x)
+    x = materialised(graph, x)
     if isinstance(layer, L2NormPool2d):
         return _emit_pool(graph, layer, shape, x)
-    if isinstance(layer, GroupSort):
-        return _emit_group_sort(graph, layer.group_size, shape, x)
-    if isinstance(layer, FullSort):
-        return graph.op("TopK", x, graph.integers([shape[1]]), n_outputs=2, axis=1, largest=0)[0]
+    if isinstance(layer, GroupSort | FullSort):
+        size = layer.group_size if isinstance(layer, GroupSort) else shape[1]
+        return _emit_sort(graph, size, shape, x)
     if isinstance(layer, nn.ReLU):
         return graph.op("Relu", x)
     if isinstance(layer, ImageView):
-        return graph.op("Reshape", x, graph.integers([-1, *layer.image_shape]))
-    if isinstance(layer, nn.Flatten) and layer.start_dim == 1 and layer.end_dim == -1:
-        return graph.op("Flatten", x, axis=1)
+        channels, height, width = layer.image_shape
+        if channels == 1:
+            return graph.op("Reshape", x, graph.integers([-1, height * width, 1]))
+        planes = graph.op("Reshape", x, graph.integers([-1, channels, height * width]))
+        return graph.op("Transpose", planes, perm=[0, 2, 1])
     if isinstance(layer, nn.Identity):
         return x
     if isinstance(layer, nn.ZeroPad2d):
         left, right, top, bottom = layer.padding
-        pads = graph.integers([0, 0, top, left, 0, 0, bottom, right])
-        return graph.op("Pad", x, pads, mode="constant")
-    if isinstance(layer, nn.PixelUnshuffle):
-        return _emit_unshuffle(graph, layer.downscale_factor, shape, x)
+        channels, height, width = shape[1:]
+        image = graph.op("Reshape", x, graph.integers([0, height, width, channels]))
+        pads = graph.integers([0, top, left, 0, 0, bottom, right, 0])
+        padded = graph.op("Pad", image, pads, mode="constant")
+        size = (height + top + bottom) * (width + left + right)
+        return graph.op("Reshape", padded, graph.integers([0, size, channels]))
     raise TypeError(f"sklip cannot export layer {layer.__class__.__name__} to ONNX.")
+
+
+def _gemm(graph: GraphBuilder, x: str, weight: np.ndarray, bias: str) -> str:
+    """``x @ weight.T + bias``: one dot product plus the bias per output."""
+    return graph.op("Gemm", x, graph.constant(weight), bias, transB=1)
+
+
+def _products(graph: GraphBuilder, x: object, weight: np.ndarray, bias: np.ndarray,
+              pair: bool) -> object:  # fmt: skip
+    """``x @ weight.T + bias`` for a tensor or a :class:`Pair` ``x``; with ``pair``,
+    the two halves of the outputs apart."""
+
+    def rows(selected: slice) -> str:
+        if not isinstance(x, Pair):
+            return _gemm(graph, x, weight[selected], graph.constant(bias[selected]))
+        half = weight.shape[1] // 2
+        partial = _gemm(graph, x.high, weight[selected, half:], graph.constant(bias[selected]))
+        return _gemm(graph, x.low, weight[selected, :half], partial)
+
+    if not pair:
+        return rows(slice(None))
+    half = weight.shape[0] // 2
+    return Pair(rows(slice(None, half)), rows(slice(half, None)))
+
+
+def _emit_linear(graph: GraphBuilder, layer: nn.Linear, x: object, pair: bool) -> object:
+    weight = layer.weight.detach().cpu().numpy()
+    bias = np.zeros(weight.shape[0]) if layer.bias is None else layer.bias.detach().cpu().numpy()
+    if isinstance(x, Permuted):
+        x, weight = x.source, weight[:, x.order]  # read the entries where they are
+    elif isinstance(x, Unshuffled):
+        x = materialised(graph, x)
+    return _products(graph, x, weight, bias, pair)
 
 
 def _patch_indices(
     size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
     padding: tuple[int, int], circular: bool,
-) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:  # fmt: skip
-    """Flat pixel index read by each (tap, output position), as an unfold reads them.
+) -> tuple[np.ndarray, tuple[int, int]]:  # fmt: skip
+    """Flat pixel index read by each (output position, tap), as an unfold reads them.
 
-    With zero padding the indices point into the padded image; with circular
-    padding into the image itself, wrapped. Returns the table, the output
-    size and the size of the image the indices point into.
+    ``-1`` marks a tap on zero padding; circular padding wraps instead.
+    Returns the table ``(positions, taps)`` and the output size.
     """
     height, width = size
     out_h = (height + 2 * padding[0] - kernel[0]) // stride[0] + 1
     out_w = (width + 2 * padding[1] - kernel[1]) // stride[1] + 1
-    rows = np.arange(out_h)[:, None] * stride[0] + np.arange(kernel[0])[None, :]
-    cols = np.arange(out_w)[:, None] * stride[1] + np.arange(kernel[1])[None, :]
+    rows = np.arange(out_h)[:, None] * stride[0] + np.arange(kernel[0])[None, :] - padding[0]
+    cols = np.arange(out_w)[:, None] * stride[1] + np.arange(kernel[1])[None, :] - padding[1]
     if circular:
-        rows, cols = (rows - padding[0]) % height, (cols - padding[1]) % width
-        grid = (height, width)
-    else:
-        grid = (height + 2 * padding[0], width + 2 * padding[1])
-    # (tap_h, tap_w, out_h, out_w): taps in the order of the kernel's flattening.
-    table = rows.T[:, None, :, None] * grid[1] + cols.T[None, :, None, :]
-    return table.reshape(kernel[0] * kernel[1], out_h * out_w), (out_h, out_w), grid
+        rows, cols = rows % height, cols % width
+    # (out_h, out_w, tap_h, tap_w): taps in the order of the kernel's flattening.
+    r, c = rows[:, None, :, None], cols[None, :, None, :]
+    table = np.where((r >= 0) & (r < height) & (c >= 0) & (c < width), r * width + c, -1)
+    return table.reshape(out_h * out_w, kernel[0] * kernel[1]), (out_h, out_w)
 
 
-def _gather_patches(
-    graph: GraphBuilder, x: str, channels: int, grid: tuple[int, int], table: np.ndarray
-) -> str:
-    """``(n, channels, taps, positions)``: each patch's pixels, gathered from ``x``."""
-    flat = graph.op("Reshape", x, graph.integers([0, channels, grid[0] * grid[1]]))
-    return graph.op("Gather", flat, graph.integers(table), axis=2)
+def _gather_with_zeros(graph: GraphBuilder, source: str, table: np.ndarray, positions: int) -> str:
+    """``source[:, table]`` along the positions, ``-1`` reading a zero pixel."""
+    if (table < 0).any():
+        # One zero pixel appended after the last position: -1 then reads it.
+        source = graph.op("Pad", source, graph.integers([0, 0, 0, 0, 1, 0]), mode="constant")
+        table = np.where(table < 0, positions, table)
+    return graph.op("Gather", source, graph.integers(table), axis=1)
 
 
-def _emit_conv(graph: GraphBuilder, conv: nn.Conv2d, shape: tuple[int, ...], x: str) -> str:
+def _emit_conv(graph: GraphBuilder, conv: nn.Conv2d, shape: tuple[int, ...], x: object,
+               pair: bool) -> object:  # fmt: skip
     if isinstance(conv.padding, str) or conv.groups != 1 or conv.dilation != (1, 1):
         raise TypeError("sklip exports nn.Conv2d with integer padding, groups=1, dilation=1.")
-    circular = conv.padding_mode == "circular"
     if conv.padding_mode not in ("zeros", "circular"):
         raise TypeError(f"sklip cannot export padding_mode={conv.padding_mode!r} to ONNX.")
-    table, (out_h, out_w), grid = _patch_indices(
-        shape[2:], conv.kernel_size, conv.stride, conv.padding, circular
+    table, (out_h, out_w) = _patch_indices(
+        shape[2:], conv.kernel_size, conv.stride, conv.padding, conv.padding_mode == "circular"
     )
-    if not circular and any(conv.padding):
-        p_h, p_w = conv.padding
-        x = graph.op("Pad", x, graph.integers([0, 0, p_h, p_w, 0, 0, p_h, p_w]), mode="constant")
-    columns = graph.op(
-        "Reshape",
-        _gather_patches(graph, x, conv.in_channels, grid, table),
-        graph.integers([0, conv.in_channels * table.shape[0], table.shape[1]]),
-    )
-    kernel = conv.weight.detach().cpu().numpy().reshape(conv.out_channels, -1)
-    out = graph.op("MatMul", graph.constant(kernel), columns)
-    if conv.bias is not None:
-        out = graph.op("Add", out, graph.constant(conv.bias.detach().cpu()[:, None]))
-    return graph.op("Reshape", out, graph.integers([0, conv.out_channels, out_h, out_w]))
+    kernel = conv.weight.detach().cpu().numpy()  # (C_out, C_in, k_h, k_w)
+    taps = table.shape[1]
+    if isinstance(x, Unshuffled):
+        # Read the unshuffled pixels straight from the image before the unshuffle.
+        window = x.table.shape[1]
+        source_positions = int(x.table.max()) + 1
+        composed = np.where(table[..., None] < 0, -1, x.table[np.maximum(table, 0)])
+        patches = _gather_with_zeros(graph, x.source, composed, source_positions)
+        # Columns (tap, window pixel, source channel); input channel = c r^2 + w.
+        kernel = kernel.reshape(len(kernel), x.channels, window, taps).transpose(0, 3, 2, 1)
+    else:
+        patches = _gather_with_zeros(graph, materialised(graph, x), table, shape[2] * shape[3])
+        kernel = kernel.reshape(len(kernel), shape[1], taps).transpose(0, 2, 1)
+    columns = graph.op("Reshape", patches, graph.integers([-1, kernel[0].size]))
+    kernel = kernel.reshape(len(kernel), -1)
+    bias = conv.bias.detach().cpu().numpy() if conv.bias is not None else np.zeros(len(kernel))
+    out = _products(graph, columns, kernel, bias, pair)
+    positions = out_h * out_w
+    if isinstance(out, Pair):
+        half = conv.out_channels // 2
+        low, high = (graph.op("Reshape", part, graph.integers([-1, positions, half]))
+                     for part in (out.low, out.high))  # fmt: skip
+        return Pair(low, high)
+    return graph.op("Reshape", out, graph.integers([-1, positions, conv.out_channels]))
+
+
+def _unshuffled(factor: int, shape: tuple[int, ...], x: str) -> Unshuffled:
+    """The deferred ``nn.PixelUnshuffle(factor)`` of a channels-last image."""
+    channels, height, width = shape[1:]
+    rows = np.arange(height // factor)[:, None, None, None] * factor
+    cols = np.arange(width // factor)[None, :, None, None] * factor
+    offsets_r = np.arange(factor)[None, None, :, None]
+    offsets_c = np.arange(factor)[None, None, None, :]
+    table = (rows + offsets_r) * width + cols + offsets_c
+    return Unshuffled(x, table.reshape(-1, factor * factor), channels)
+
+
+def _flatten(graph: GraphBuilder, shape: tuple[int, ...], x: object) -> object:
+    """Flat rows in the channels-first order of ``torch.flatten``, or a :class:`Permuted`."""
+    if len(shape) == 2:
+        return materialised(graph, x)
+    positions = shape[2] * shape[3]
+    if isinstance(x, Unshuffled):
+        windows = graph.op("Gather", x.source, graph.integers(x.table), axis=1)  # (n, P, w, C)
+        p, w, c = np.meshgrid(np.arange(x.table.shape[0]), np.arange(x.table.shape[1]),
+                              np.arange(x.channels), indexing="ij")  # fmt: skip
+        order = ((c * x.table.shape[1] + w) * positions + p).ravel()
+        return Permuted(graph.op("Reshape", windows, graph.integers([0, order.size])), order)
+    x = materialised(graph, x)
+    p, c = np.meshgrid(np.arange(positions), np.arange(shape[1]), indexing="ij")
+    order = (c * positions + p).ravel()
+    return Permuted(graph.op("Reshape", x, graph.integers([0, order.size])), order)
 
 
 def _emit_pool(graph: GraphBuilder, pool: L2NormPool2d, shape: tuple[int, ...], x: str) -> str:
-    """``scale * sqrt(max(sum of squares, 1e-12))`` per window."""
-    table, (out_h, out_w), grid = _patch_indices(
-        shape[2:], pool.kernel_size, pool.stride, (0, 0), circular=False
-    )
+    """``scale * sqrt(max(sum of squares, 1e-12))`` per window and channel."""
+    table, _ = _patch_indices(shape[2:], pool.kernel_size, pool.stride, (0, 0), False)
     squares = graph.op("Mul", x, x)
-    patches = _gather_patches(graph, squares, shape[1], grid, table)
+    patches = graph.op("Gather", squares, graph.integers(table), axis=1)  # (n, P, a, C)
     sums = graph.op("ReduceSum", patches, graph.integers([2]), keepdims=0)
     floored = graph.op("Max", sums, graph.constant(1e-12))
-    norms = graph.op("Mul", graph.op("Sqrt", floored), graph.constant(pool.scale))
-    return graph.op("Reshape", norms, graph.integers([0, shape[1], out_h, out_w]))
+    return graph.op("Mul", graph.op("Sqrt", floored), graph.constant(pool.scale))
 
 
-def _emit_group_sort(graph: GraphBuilder, group_size: int, shape: tuple[int, ...], x: str) -> str:
-    """Each group sorted ascending; groups of two as in :class:`~sklip.nn.GroupSort`."""
+def _emit_sort(graph: GraphBuilder, group_size: int, shape: tuple[int, ...], x: str) -> str:
+    """Groups ``(x_j, x_{j+m}, ...)`` of the features or channels, each sorted ascending."""
+    channels = shape[1]
+    images = len(shape) == 4
     if group_size == 2:
-        low, high = graph.op("Split", x, n_outputs=2, axis=1, num_outputs=2)
-        return graph.op("Concat", graph.op("Min", low, high), graph.op("Max", low, high), axis=1)
-    channels, rest = shape[1], list(shape[2:])
-    grouped = graph.op("Reshape", x, graph.integers([0, group_size, channels // group_size, *rest]))
+        low, high = graph.op("Split", x, n_outputs=2, axis=-1, num_outputs=2)
+        return graph.op("Concat", graph.op("Min", low, high), graph.op("Max", low, high), axis=-1)
+    groups = [group_size, channels // group_size]
+    grouped = graph.op("Reshape", x, graph.integers([0, 0, *groups] if images else [0, *groups]))
     k = graph.integers([group_size])
-    ordered = graph.op("TopK", grouped, k, n_outputs=2, axis=1, largest=0)[0]
-    return graph.op("Reshape", ordered, graph.integers([0, channels, *rest]))
-
-
-def _emit_unshuffle(graph: GraphBuilder, factor: int, shape: tuple[int, ...], x: str) -> str:
-    """``nn.PixelUnshuffle``: channel ``c r^2 + i r + j`` holds pixel ``(i, j)`` of a window."""
-    channels, height, width = shape[1:]
-    split = graph.integers([0, channels, height // factor, factor, width // factor, factor])
-    moved = graph.op("Transpose", graph.op("Reshape", x, split), perm=[0, 1, 3, 5, 2, 4])
-    merged = [0, channels * factor * factor, height // factor, width // factor]
-    return graph.op("Reshape", moved, graph.integers(merged))
+    ordered = graph.op("TopK", grouped, k, n_outputs=2, axis=2 if images else 1, largest=0)[0]
+    return graph.op("Reshape", ordered, graph.integers([0, -1, channels] if images else [0, -1]))

@@ -77,8 +77,8 @@ def emit_preprocessing(graph: GraphBuilder, pipeline: Pipeline, x: str) -> Prepr
 def _emit_step(graph: GraphBuilder, step: Any, state: Preprocessing) -> Preprocessing:
     z_in, n_in = state.output, state.n_inner
     rounding, magnitude_growth, norm = step_constants(step, n_in)
-    z, magnitude = _transform(graph, step, z_in)
     n_out = step.components_.shape[0] if type(step) is PCA else n_in
+    z, magnitude = _transform(graph, step, z_in, n_out)
     if magnitude is None:  # exact (FunctionTransformer without a function)
         return Preprocessing(z, state.n_features, n_out, state.error, state.ball_error,
                              norm * state.growth, state.lipschitz * norm)  # fmt: skip
@@ -104,7 +104,7 @@ def _emit_step(graph: GraphBuilder, step: Any, state: Preprocessing) -> Preproce
                          state.lipschitz * norm)  # fmt: skip
 
 
-def _transform(graph: GraphBuilder, step: Any, z: str) -> tuple[str, str | None]:
+def _transform(graph: GraphBuilder, step: Any, z: str, n_out: int) -> tuple[str, str | None]:
     """The step's output, as scikit-learn computes it, and the magnitude ``M`` of its rounding."""
     kind = type(step)
     if kind is FunctionTransformer:
@@ -115,14 +115,14 @@ def _transform(graph: GraphBuilder, step: Any, z: str) -> tuple[str, str | None]
             out = graph.op("Sub", out, graph.double(step.mean_))
         if step.with_std:
             out = graph.op("Div", out, graph.double(step.scale_))
-        return out, row_norms(graph, out)
+        return out, row_norms(graph, out, n_out)
     if kind is MaxAbsScaler:
         out = graph.op("Div", z, graph.double(step.scale_))
-        return out, row_norms(graph, out)
+        return out, row_norms(graph, out, n_out)
     if kind is MinMaxScaler:
         scaled = graph.op("Mul", z, graph.double(step.scale_))
         out = graph.op("Add", scaled, graph.double(step.min_))
-        return out, graph.op("Add", row_norms(graph, scaled), row_norms(graph, out))
+        return out, graph.op("Add", row_norms(graph, scaled, n_out), row_norms(graph, out, n_out))
     # PCA(whiten=False), the only other kind unwrap accepts
     components = np.asarray(step.components_, dtype=np.float64).T
     offset = step.mean_ @ components
@@ -130,5 +130,5 @@ def _transform(graph: GraphBuilder, step: Any, z: str) -> tuple[str, str | None]
     absolute = graph.double(np.abs(components))
     products = graph.op("MatMul", graph.op("Abs", z), absolute)
     constant = float(np.linalg.norm(np.abs(step.mean_) @ np.abs(components)))
-    magnitude = graph.op("Add", row_norms(graph, products), graph.double(constant))
-    return out, graph.op("Add", magnitude, row_norms(graph, out))
+    magnitude = graph.op("Add", row_norms(graph, products, n_out), graph.double(constant))
+    return out, graph.op("Add", magnitude, row_norms(graph, out, n_out))

@@ -187,3 +187,10 @@ def test_wasserstein_coverage_benchmark_runs_at_smoke_size():
     assert [row[1].strip() for row in coverage] == ["shift", "radial", "point mass"]
     for row in coverage:
         assert 0.0 <= float(row[5].split("±")[0]) <= 1.0
+
+
+def test_deploy_benchmark_runs_at_smoke_size():
+    pytest.importorskip("onnxruntime")
+    output = run_benchmark("deploy.py", "--smoke", "--no-record")
+    for row in ("to_torch() float64", "onnxruntime float32 + radius", "estimator predict"):
+        assert f"| {row} |" in output
