@@ -7,7 +7,11 @@ classes (both the default (128, 128) architecture) and the default CNN on the
 float64 and as a float32 copy (``.float()``), both under ``torch.no_grad()``;
 the onnxruntime graph of ``sklip.to_onnx`` in float64 and float32, without and
 with its certified radius; and the estimator's own ``predict`` and
-``certified_radius`` for reference. Median of 7 runs after one warm-up; torch
+``certified_radius`` for reference. Six rounds; in each, every path runs 5
+times in a row and its best run counts (see :func:`round_times`). The table
+gives each path's best time and its median ratio to ``to_torch()`` in the
+same round (on this shared 2-core machine a path's median time wandered by
+15% and more between runs of the script); torch
 and onnxruntime both use the machine's cores (``torch.get_num_threads()``
 intra-op threads each).
 
@@ -44,14 +48,25 @@ def models(smoke: bool) -> dict[str, tuple[sklip.LipschitzClassifier, np.ndarray
     }
 
 
-def median_seconds(function, repeats: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def round_times(functions: dict[str, object], rounds: int, block: int = 5) -> dict[str, np.ndarray]:
+    """Each function's best time in each of ``rounds`` rounds.
+
+    Within a round each function runs ``block`` times in a row and its best
+    run counts: the first run after another library's has to wait for that
+    library's worker threads, which spin for a while after their work is
+    done (timing the paths one run each, interleaved, made onnxruntime look
+    twice as slow as alone).
+    """
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            runs = []
+            for _ in range(block):
+                start = time.perf_counter()
+                function()
+                runs.append(time.perf_counter() - start)
+            times[name].append(min(runs))
+    return {name: np.array(values) for name, values in times.items()}
 
 
 def session(model) -> ort.InferenceSession:
@@ -62,37 +77,44 @@ def session(model) -> ort.InferenceSession:
                                 providers=["CPUExecutionProvider"])  # fmt: skip
 
 
-def timings(clf, X: np.ndarray, repeats: int) -> dict[str, float]:
+def timings(clf, X: np.ndarray, repeats: int) -> dict[str, np.ndarray]:
     X64, X32 = X.astype(np.float64), X.astype(np.float32)
-    network = clf.to_torch()
-    network32 = clf.to_torch().float()
-    rows = {}
-    with torch.no_grad():
-        inputs64, inputs32 = torch.from_numpy(X64), torch.from_numpy(X32)
-        rows["to_torch() float64"] = median_seconds(lambda: network(inputs64), repeats)
-        rows["to_torch().float()"] = median_seconds(lambda: network32(inputs32), repeats)
+    network, network32 = clf.to_torch(), clf.to_torch().float()
+    inputs64, inputs32 = torch.from_numpy(X64), torch.from_numpy(X32)
+
+    def no_grad(module, inputs):
+        def forward():
+            with torch.no_grad():
+                return module(inputs)
+
+        return forward
+
+    functions = {
+        "to_torch() float64": no_grad(network, inputs64),
+        "to_torch().float()": no_grad(network32, inputs32),
+    }
     for dtype, data in (("float64", X64), ("float32", X32)):
         for with_radius in (False, True):
             graph = session(clf.to_onnx(dtype=dtype, with_radius=with_radius))
             name = f"onnxruntime {dtype}" + (" + radius" if with_radius else "")
-            rows[name] = median_seconds(lambda g=graph, d=data: g.run(None, {"X": d}), repeats)
-    rows["estimator predict"] = median_seconds(lambda: clf.predict(X64), repeats)
-    rows["estimator certified_radius"] = median_seconds(
-        lambda: clf.certified_radius(X64), repeats
-    )
-    return rows
+            functions[name] = lambda g=graph, d=data: g.run(None, {"X": d})
+    functions["estimator predict"] = lambda: clf.predict(X64)
+    functions["estimator certified_radius"] = lambda: clf.certified_radius(X64)
+    return round_times(functions, repeats)
 
 
 def run(n_rows: int, smoke: bool) -> str:
-    repeats = 2 if smoke else 7
+    repeats = 2 if smoke else 6
     results = {}
     for name, (clf, X) in models(smoke).items():
         batch = X[np.random.RandomState(0).randint(len(X), size=n_rows)]
         results[name] = timings(clf, batch, repeats)
     names = list(results)
     lines = [
-        f"Batch of {n_rows} rows, median ms of {repeats} runs; in brackets, the time "
-        "relative to `to_torch()` in the same dtype (below 1: faster).",
+        f"Batch of {n_rows} rows, {repeats} rounds of 5 runs per path: best ms; in brackets, "
+        "the median over "
+        "the rounds of the time relative to `to_torch()` in the same dtype, timed in the "
+        "same round (below 1: faster).",
         "",
         "| path | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
@@ -103,9 +125,9 @@ def run(n_rows: int, smoke: bool) -> str:
             seconds = results[name][row]
             base = "to_torch().float()" if "float32" in row else "to_torch() float64"
             ratio = "" if row.startswith(("to_torch", "estimator")) else (
-                f" ({seconds / results[name][base]:.2f}x)"
+                f" ({np.median(seconds / results[name][base]):.2f}x)"
             )  # fmt: skip
-            cells.append(f"{1000 * seconds:.1f}{ratio}")
+            cells.append(f"{1000 * seconds.min():.1f}{ratio}")
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

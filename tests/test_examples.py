@@ -25,6 +25,7 @@ GALLERY = {
     "plot_streaming_wasserstein.py",
     "plot_outlier_detection.py",
     "plot_regression_interval.py",
+    "plot_deploy_onnx.py",
 }
 
 

@@ -307,3 +307,20 @@ def test_bad_arguments_are_refused_by_name(fitted, tmp_path):
     assert {entry.key: entry.value for entry in model.metadata_props}["estimator"] == (
         "LipschitzClassifier"
     )
+
+
+@pytest.mark.gpu
+def test_a_cuda_fitted_estimator_exports_what_its_cpu_copy_exports(moons, tmp_path):
+    X, y = moons
+    clf = LipschitzClassifier(device="cuda", **SMALL).fit(X, y)
+    sklip.save(clf, tmp_path / "clf.sklip")
+    cpu_copy = sklip.load(tmp_path / "clf.sklip")  # the same weights and bounds, on the CPU
+    for dtype in ("float64", "float32"):
+        data = representable(X, dtype)
+        out, expected = (
+            run(clf.to_onnx(dtype=dtype), data),
+            run(cpu_copy.to_onnx(dtype=dtype), data),
+        )
+        np.testing.assert_array_equal(out["label"], expected["label"])
+        np.testing.assert_allclose(out["radius"], expected["radius"], rtol=1e-9)
+        assert np.all(out["radius"] <= clf.certified_radius(data))

@@ -65,7 +65,7 @@ def path(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["binary", "cnn", "detector", "wasserstein", "regressor"])
-def test_round_trip_gives_identical_predictions_and_certificates(kind, path):
+def test_round_trip_gives_identical_predictions_and_certificates(kind, path, no_pickle):
     estimator, X = _fitted(kind)
     sklip.save(estimator, path)
     loaded = sklip.load(path)

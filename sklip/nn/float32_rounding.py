@@ -80,12 +80,15 @@ def _weight_rounding(
         bias = 0.0 if layer.bias is None else float(scaled_norm(rounded.bias - layer.bias))
         if isinstance(layer, nn.Conv2d):
             relative *= math.sqrt(taps_per_pixel(layer, shape))
-            outputs = torch.zeros(1, *shape[1:], dtype=torch.float64)
-            positions = math.prod(layer(outputs).shape[2:])
+            positions = 1
+            for axis in (0, 1):
+                padded = shape[2 + axis] + 2 * layer.padding[axis] - layer.kernel_size[axis]
+                positions *= padded // layer.stride[axis] + 1
             bias *= math.sqrt(positions)
         return relative, bias
     if isinstance(layer, L2NormPool2d):
         # The scale and the 1e-12 floor are float32 constants too.
-        outputs = math.prod(layer(torch.ones(1, *shape[1:], dtype=torch.float64)).shape)
+        pooled = layer(torch.ones(1, *shape[1:], dtype=torch.float64))  # no weights: any device
+        outputs = math.prod(pooled.shape)
         return FLOAT32_UNIT, FLOAT32_UNIT * layer.scale * 1e-6 * math.sqrt(outputs)
     return 0.0, 0.0
