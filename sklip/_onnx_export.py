@@ -22,7 +22,7 @@ from ._onnx_heads import Head, head_for
 from ._onnx_network import emit_network
 from ._onnx_pipeline import emit_preprocessing
 from .nn.float32_rounding import float32_rounding, input_cast_rounding
-from .nn.frozen import propagation
+from .nn.layer_rounding import propagation
 
 _DTYPES = {"float64": np.float64, "float32": np.float32}
 

@@ -31,8 +31,10 @@ import math
 import torch
 from torch import nn
 
-from .frozen import FrozenNetwork, _analyse, _LayerRounding, scaled_norm, taps_per_pixel
+from .frozen import FrozenNetwork
+from .layer_rounding import LayerRounding, analyse_layer, taps_per_pixel
 from .layers import L2NormPool2d
+from .norms import scaled_norm
 
 __all__ = ["FLOAT32_TINY", "FLOAT32_UNIT", "float32_rounding", "input_cast_rounding"]
 
@@ -40,7 +42,7 @@ FLOAT32_UNIT = 2.0**-24
 FLOAT32_TINY = 2.0**-126
 
 
-def float32_rounding(frozen: FrozenNetwork) -> list[_LayerRounding]:
+def float32_rounding(frozen: FrozenNetwork) -> list[LayerRounding]:
     """Per-layer rounding of ``frozen.module`` evaluated in float32 with float32 weights.
 
     Examples
@@ -58,17 +60,17 @@ def float32_rounding(frozen: FrozenNetwork) -> list[_LayerRounding]:
             frozen.module, frozen._layers, frozen.input_shapes, strict=True
         ):
             rounded = copy.deepcopy(layer).float().double()
-            own = _analyse(rounded, shape, FLOAT32_UNIT, FLOAT32_TINY)
+            own = analyse_layer(rounded, shape, FLOAT32_UNIT, FLOAT32_TINY)
             relative, absolute = _weight_rounding(layer, rounded, shape)
             rounding.append(
-                _LayerRounding(float64.lipschitz, own.relative + relative, own.absolute + absolute)
+                LayerRounding(float64.lipschitz, own.relative + relative, own.absolute + absolute)
             )
     return rounding
 
 
-def input_cast_rounding(n_features: int) -> _LayerRounding:
+def input_cast_rounding(n_features: int) -> LayerRounding:
     """Rounding a float64 row to float32: a relative ``u`` and ``eta`` per entry."""
-    return _LayerRounding(1.0, FLOAT32_UNIT, FLOAT32_TINY * math.sqrt(n_features))
+    return LayerRounding(1.0, FLOAT32_UNIT, FLOAT32_TINY * math.sqrt(n_features))
 
 
 def _weight_rounding(

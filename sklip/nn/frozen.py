@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 from numbers import Integral
 from typing import Any, NamedTuple
 
@@ -54,74 +53,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .bounds import (
-    EXACT_LAYERS,
-    SMALLEST_SUBNORMAL,
-    UNIT_ROUNDOFF,
-    _single_layer_bound,
-    gamma,
-    leaf_layers,
-    pairwise_lipschitz_bound,
-)
+from .bounds import UNIT_ROUNDOFF, leaf_layers, pairwise_lipschitz_bound
 from .export import export
-from .layers import L2NormPool2d
+from .layer_rounding import BOUND_SAFETY, LayerRounding, analyse_layer, propagation
+from .norms import scaled_norm
 
 __all__ = ["FrozenNetwork", "FrozenOutputs", "scaled_norm"]
-
-_BOUND_SAFETY = 1.0 + 1e-9  # covers the rounding of evaluating the error bound
-
-
-def scaled_norm(tensor: Tensor, dim: int | None = None) -> Tensor:
-    """The L2 norm without underflow or overflow of the squares.
-
-    ``torch.linalg.vector_norm`` squares its entries, so below about 1e-154 it
-    returns 0 (and above 1e154, inf): a zero norm would drop a rounding term
-    from the bound (found by the property tests: a certificate beaten at
-    1e-171). Norms between 1e-140 and 1e140 lose nothing that matters (each
-    underflowed square is below 1e-307, a relative 1e-27 of such a norm), so
-    only the others are recomputed as ``m * ||t / m||`` with ``m = max |t|``:
-    no full-size temporaries for ordinary data.
-    """
-    tensor = tensor.detach()
-    if dim is None:
-        tensor, dim = tensor.reshape(1, -1), 1
-    norm = torch.linalg.vector_norm(tensor, dim=dim)
-    extreme = ~((norm > 1e-140) & (norm < 1e140))
-    if bool(extreme.any()):
-        rows = tensor[extreme] if dim == 1 else tensor.movedim(dim, -1)[extreme]
-        peak = rows.abs().amax(dim=-1, keepdim=True)
-        safe = torch.where(peak > 0, peak, torch.ones_like(peak))
-        norm = norm.clone()
-        rescaled = torch.linalg.vector_norm(rows / safe, dim=-1) * peak[..., 0]
-        norm[extreme] = rescaled
-    return norm
-
-
-@dataclass(frozen=True)
-class _LayerRounding:
-    """What the error analysis needs of one layer: ``||rounding|| <= relative ||z|| + absolute``."""
-
-    lipschitz: float
-    relative: float = 0.0
-    absolute: float = 0.0
-
-
-def propagation(layers: list[_LayerRounding]) -> tuple[list[float], float]:
-    r"""``(Q~_l for each layer, G)``: how each layer's rounding reaches the output.
-
-    :math:`\tilde Q_l = \prod_{m > l} (L_m + c_m)` and :math:`G = \sum_l c_l
-    P_{l-1} \tilde Q_l` (see the module's docstring), ``G`` raised by the
-    safety factor.
-    """
-    inflated_after = [
-        math.prod(after.lipschitz + after.relative for after in layers[index + 1 :])
-        for index in range(len(layers))
-    ]
-    growth, before = 0.0, 1.0
-    for layer, after in zip(layers, inflated_after, strict=True):
-        growth += layer.relative * before * after
-        before *= layer.lipschitz
-    return inflated_after, growth * _BOUND_SAFETY
 
 
 class FrozenOutputs(NamedTuple):
@@ -204,7 +141,9 @@ class FrozenNetwork:
         layers = list(leaf_layers(plain))
         shapes = _input_shapes(plain, layers, n_features)
         self.input_shapes = shapes
-        self._layers = [_analyse(layer, shape) for layer, shape in zip(layers, shapes, strict=True)]
+        self._layers = [
+            analyse_layer(layer, shape) for layer, shape in zip(layers, shapes, strict=True)
+        ]
         bounds = [layer.lipschitz for layer in self._layers]
         self.lipschitz_constant = math.prod(bounds) * (1.0 + 2.0 * len(bounds) * UNIT_ROUNDOFF)
         if not (math.isfinite(self.lipschitz_constant) and self.lipschitz_constant > 0):
@@ -256,17 +195,26 @@ class FrozenNetwork:
         if pairwise is not None and self.pairwise_lipschitz_constant is not None:
             if tuple(pairwise.shape) != tuple(self.pairwise_lipschitz_constant.shape):
                 raise ValueError("The stored pairwise bounds do not fit the network.")
-            pairs += list(zip(pairwise.ravel().tolist(),
-                              self.pairwise_lipschitz_constant.ravel().tolist(), strict=True))
-        if len(stored) != len(computed) or (pairwise is None) != (self.n_outputs == 1) or any(
-            not (math.isfinite(kept) and kept >= value * (1 - 1e-9)) for kept, value in pairs
+            pairs += list(
+                zip(
+                    pairwise.ravel().tolist(),
+                    self.pairwise_lipschitz_constant.ravel().tolist(),
+                    strict=True,
+                )
+            )
+        if (
+            len(stored) != len(computed)
+            or (pairwise is None) != (self.n_outputs == 1)
+            or any(
+                not (math.isfinite(kept) and kept >= value * (1 - 1e-9)) for kept, value in pairs
+            )
         ):
             raise ValueError(
                 "The file's certificate bounds are below what its weights imply: it was "
                 "modified, and would certify radii that do not hold."
             )
         self.lipschitz_constant = float(record["lipschitz_constant"])
-        self._layers = [_LayerRounding(*map(float, layer)) for layer in record["layers"]]
+        self._layers = [LayerRounding(*map(float, layer)) for layer in record["layers"]]
         self._inflated_after, _ = propagation(self._layers)
         self.error_growth = float(record["error_growth"])
         if pairwise is not None:
@@ -315,8 +263,8 @@ class FrozenNetwork:
                 exact_norms, self._layers, self._inflated_after, strict=True
             ):
                 certificate += (rounding.relative * norm + rounding.absolute) * after
-        error = error * _BOUND_SAFETY
-        return FrozenOutputs(z, error, error + certificate * _BOUND_SAFETY)
+        error = error * BOUND_SAFETY
+        return FrozenOutputs(z, error, error + certificate * BOUND_SAFETY)
 
 
 def _check_float64(x: Tensor) -> None:
@@ -379,109 +327,6 @@ def _input_shapes(
                 f"n_features={n_features} does not fit the network's first layer: {error}"
             ) from None
     return shapes
-
-
-def _analyse(
-    layer: nn.Module,
-    shape: tuple[int, ...],
-    unit: float = UNIT_ROUNDOFF,
-    tiny: float = SMALLEST_SUBNORMAL,
-) -> _LayerRounding:
-    """Lipschitz bound and rounding coefficients of one plain layer.
-
-    ``unit`` is the unit roundoff of the arithmetic and ``tiny`` the largest
-    absolute error of one operation below its normal range (float64 by
-    default; :mod:`sklip.nn.float32_rounding` passes float32's).
-    """
-    if isinstance(layer, nn.Linear):
-        n = layer.in_features
-        rounding = gamma(n + 1, unit)
-        bias = 0.0 if layer.bias is None else float(scaled_norm(layer.bias))
-        return _LayerRounding(
-            _single_layer_bound(layer, None),
-            rounding * float(scaled_norm(layer.weight)),
-            rounding * bias + 2 * n * tiny * math.sqrt(layer.out_features),
-        )
-    if isinstance(layer, nn.Conv2d):
-        return _analyse_conv(layer, shape, unit, tiny)
-    if isinstance(layer, L2NormPool2d):
-        return _analyse_pool(layer, shape, unit, tiny)
-    if isinstance(layer, EXACT_LAYERS):
-        return _LayerRounding(1.0)
-    raise TypeError(
-        f"No rounding analysis is known for layer {layer.__class__.__name__}; a frozen "
-        "network holds dense and convolution layers, sorting activations, ReLU, "
-        "L2-norm pooling and reshapes."
-    )
-
-
-def _analyse_conv(
-    conv: nn.Conv2d, shape: tuple[int, ...], unit: float, tiny: float
-) -> _LayerRounding:
-    k_h, k_w = conv.kernel_size
-    s_h, s_w = conv.stride
-    n = conv.in_channels * k_h * k_w
-    rounding = gamma(n + 1, unit)
-    out_h = (shape[2] + 2 * conv.padding[0] - k_h) // s_h + 1
-    out_w = (shape[3] + 2 * conv.padding[1] - k_w) // s_w + 1
-    positions = out_h * out_w
-    relative = rounding * float(scaled_norm(conv.weight)) * math.sqrt(taps_per_pixel(conv, shape))
-    bias = 0.0 if conv.bias is None else float(scaled_norm(conv.bias))
-    absolute = rounding * bias * math.sqrt(positions)
-    absolute += 2 * n * tiny * math.sqrt(conv.out_channels * positions)
-    return _LayerRounding(_single_layer_bound(conv, tuple(shape[2:])), relative, absolute)
-
-
-def taps_per_pixel(conv: nn.Conv2d, shape: tuple[int, ...]) -> int:
-    """Most (output, tap) pairs of ``conv`` that read one pixel of an input of ``shape``.
-
-    ``|| |K| * |z| || <= ||K||_F sqrt(taps per pixel) ||z||``: at most
-    ``ceil(k/s)`` per axis with zero padding, more when circular padding
-    wraps a tap onto a pixel twice.
-    """
-    circular = conv.padding_mode == "circular"
-    taps = 1
-    for axis in (0, 1):
-        size, kernel = shape[2 + axis], conv.kernel_size[axis]
-        stride, padding = conv.stride[axis], conv.padding[axis]
-        outputs = (size + 2 * padding - kernel) // stride + 1
-        taps *= _taps_per_pixel(size, kernel, stride, padding, outputs, circular)
-    return taps
-
-
-def _taps_per_pixel(size: int, kernel: int, stride: int, padding: int, outputs: int,
-                    circular: bool) -> int:  # fmt: skip
-    """Most (output, tap) pairs that read one pixel along an axis, counted exactly."""
-    counts = [0] * size
-    for output in range(outputs):
-        for tap in range(kernel):
-            pixel = output * stride + tap - padding
-            if circular:
-                counts[pixel % size] += 1
-            elif 0 <= pixel < size:
-                counts[pixel] += 1
-    return max(counts)
-
-
-def _analyse_pool(
-    pool: L2NormPool2d, shape: tuple[int, ...], unit: float, tiny: float
-) -> _LayerRounding:
-    """``scale * sqrt(max(sum of squares, 1e-12))`` per window, in float64.
-
-    The sum of ``a`` squares, the average pooling's division and product by
-    ``a``, the square root and the scale round to a relative
-    :math:`\\gamma_{2a+6}` of each output; underflow in the squares adds at
-    most ``a * eta`` under a square root whose slope is at most ``5e5`` above
-    the ``1e-12`` floor. Outputs are at most ``||z|| + scale * 1e-6`` in norm.
-    """
-    area = pool.kernel_size[0] * pool.kernel_size[1]
-    out_h = (shape[2] - pool.kernel_size[0]) // pool.stride[0] + 1
-    out_w = (shape[3] - pool.kernel_size[1]) // pool.stride[1] + 1
-    outputs = shape[1] * out_h * out_w
-    rounding = gamma(2 * area + 6, unit)
-    floor = pool.scale * 1e-6 * math.sqrt(outputs)
-    underflow = area * tiny * 5e5 * pool.scale * math.sqrt(outputs)
-    return _LayerRounding(1.0, rounding, rounding * floor + underflow)
 
 
 def copy_to_cpu(frozen: FrozenNetwork) -> FrozenNetwork:

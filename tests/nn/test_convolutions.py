@@ -203,7 +203,7 @@ def test_rounding_counts_every_tap_that_reads_a_pixel(size, kernel, stride, padd
     # The frozen network's |K| * |z| bound needs the most (output, tap) pairs
     # reading one pixel; count them by convolving an all-ones kernel over each
     # one-hot image. Circular padding can wrap two taps onto one pixel.
-    from sklip.nn.frozen import _taps_per_pixel
+    from sklip.nn.layer_rounding import _taps_per_pixel
 
     conv = nn.Conv2d(1, 1, kernel, stride, padding, padding_mode=mode, bias=False).double()
     with torch.no_grad():
