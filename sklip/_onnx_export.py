@@ -132,7 +132,7 @@ def _penalty(
     """The rounding penalty ``2 E + E_r`` (n, 1) of the graph's computation, and its ``G``."""
     sizes = [math.prod(shape[1:]) for shape in network.input_shapes]
     if graph.dtype == np.float64:
-        layers = list(network._layers)
+        layers = network.layer_rounding
     else:
         layers = float32_rounding(network)
         if preprocessing is not None:  # the float64 features are rounded to float32

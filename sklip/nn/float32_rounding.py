@@ -57,7 +57,7 @@ def float32_rounding(frozen: FrozenNetwork) -> list[LayerRounding]:
     rounding = []
     with torch.no_grad():
         for layer, float64, shape in zip(
-            frozen.module, frozen._layers, frozen.input_shapes, strict=True
+            frozen.module, frozen.layer_rounding, frozen.input_shapes, strict=True
         ):
             rounded = copy.deepcopy(layer).float().double()
             own = analyse_layer(rounded, shape, FLOAT32_UNIT, FLOAT32_TINY)

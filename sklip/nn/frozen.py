@@ -171,6 +171,11 @@ class FrozenNetwork:
             last.bias.neg_()
         return clone
 
+    @property
+    def layer_rounding(self) -> list[LayerRounding]:
+        """Each layer's Lipschitz bound and rounding coefficients (float64 evaluation)."""
+        return list(self._layers)
+
     def bound_record(self) -> dict[str, Any]:
         """The bounds every certificate reads, as plain numbers (what ``sklip.save`` stores)."""
         return {
