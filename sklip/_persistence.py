@@ -186,6 +186,34 @@ def _restore_networks(estimator: Any, record: dict[str, Any], arrays: dict[str, 
         raise ValueError(f"The file's trainable network does not fit: {error}") from None
     estimator.module_, estimator.network_ = module, network
     estimator.device_ = torch.device("cpu")
+    _check_published_bounds(estimator)
+
+
+def _check_published_bounds(estimator: Any) -> None:
+    """The Lipschitz bounds the certificates read must be those of the network.
+
+    ``lipschitz_constant_`` (and the pairwise bounds) are stored in the
+    fitted state as well; a file whose copies differ from the bounds of its
+    network (checked against its weights above) is refused.
+    """
+    network = estimator.network_
+    if hasattr(estimator, "lipschitz_target_"):  # a regressor: K times the network's bound
+        expected = float(np.nextafter(estimator.lipschitz_target_ * network.lipschitz_constant,
+                                      np.inf))  # fmt: skip
+    else:
+        expected = network.lipschitz_constant
+    pairwise = getattr(estimator, "pairwise_lipschitz_constant_", None)
+    consistent = estimator.lipschitz_constant_ == expected and (
+        (pairwise is None) == (network.pairwise_lipschitz_constant is None)
+    )
+    if consistent and pairwise is not None:
+        stored = network.pairwise_lipschitz_constant.numpy()
+        consistent = np.shape(pairwise) == stored.shape and np.array_equal(pairwise, stored)
+    if not consistent:
+        raise ValueError(
+            "The file's lipschitz_constant_ does not match its network's bound: it was "
+            "modified, and would certify radii that do not hold."
+        )
 
 
 # ------------------------------------------------------------------ the file

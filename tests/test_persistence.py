@@ -141,8 +141,13 @@ def no_pickle(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("pickle was used")
 
-    for name in ("load", "loads", "Unpickler"):
+    class ForbiddenUnpickler(pickle.Unpickler):  # a class: modules may subclass it
+        def __init__(self, *args, **kwargs):
+            forbidden()
+
+    for name in ("load", "loads"):
         monkeypatch.setattr(pickle, name, forbidden)
+    monkeypatch.setattr(pickle, "Unpickler", ForbiddenUnpickler)
 
 
 def test_a_pickle_payload_is_refused_without_unpickling(path, tmp_path, no_pickle):
@@ -178,6 +183,15 @@ def test_lowered_bounds_and_unknown_contents_are_refused(path):
 
     path.write_bytes(_rewritten(data, lower))
     with pytest.raises(ValueError, match="bounds are below what its weights imply"):
+        sklip.load(path)
+
+    def halve_published_constant(manifest):
+        pairs = manifest["state"]["dict"]
+        entry = next(pair for pair in pairs if pair[0] == "lipschitz_constant_")
+        entry[1] /= 2
+
+    path.write_bytes(_rewritten(data, halve_published_constant))
+    with pytest.raises(ValueError, match="lipschitz_constant_ does not match"):
         sklip.load(path)
 
     def rename(manifest):
