@@ -162,10 +162,11 @@ def test_a_pipeline_exports_with_the_radius_in_raw_units(moons, steps, dtype):
 
 def test_runtime_optimisations_change_nothing(fitted, moons):
     """onnxruntime's optimiser once dropped a division by L = 1.00000002 (read as float32)."""
-    X, y = moons
-    pipe = make_pipeline(StandardScaler(), PCA(2), LipschitzRegressor(**SMALL)).fit(X, X[:, 0])
+    X_moons = moons[0]
+    pipe = make_pipeline(StandardScaler(), PCA(2), LipschitzRegressor(**SMALL))
+    pipe = pipe.fit(X_moons, X_moons[:, 0])
     models = [fitted[name] for name in ("binary", "multiclass", "cnn", "detector", "regressor")]
-    for estimator, X in [*models, (pipe, X)]:
+    for estimator, X in [*models, (pipe, X_moons)]:
         for dtype in ("float64", "float32"):
             model = sklip.to_onnx(estimator, dtype=dtype)
             eps = 0.1 if "eps" in [entry.name for entry in model.graph.input] else None
