@@ -59,8 +59,9 @@ def to_onnx(
     rounding, measured against the float64 network (see the user guide's
     "Deploying a model"), and is never larger than the estimator's
     ``certified_radius``. The bound assumes IEEE arithmetic in any summation
-    order, with or without fused multiply-adds or flushing subnormals: not a
-    runtime's reduced-precision modes (TF32, bfloat16 GEMMs).
+    order, with or without fused multiply-adds (a float32 graph's also with
+    subnormals flushed to zero): not a runtime's reduced-precision modes
+    (TF32, bfloat16 GEMMs).
 
     Parameters
     ----------
