@@ -12,10 +12,10 @@ move or compare values.
 
 Moves are deferred where the next layer can absorb them for free:
 
-* a dense or convolution layer followed by a pairwise ``GroupSort`` computes
-  its two halves of outputs separately, so the sort needs no split, and a
-  dense layer reading such a pair accumulates the halves (a dot product
-  summed in another order: the same bound);
+* a dense layer followed by a pairwise ``GroupSort`` computes its two halves
+  of outputs separately, so the sort needs no split, and a dense layer
+  reading such a pair accumulates the halves (a dot product summed in
+  another order: the same bound);
 * a ``PixelUnshuffle`` is not carried out: the next convolution's index
   table reads the unshuffled pixels from the image before it, and a flatten
   after it lets the next dense layer read the entries in their stored order
@@ -113,7 +113,7 @@ def _emit_layer(
     if isinstance(layer, nn.Linear):
         return _emit_linear(graph, layer, x, pair)
     if isinstance(layer, nn.Conv2d):
-        return _emit_conv(graph, layer, shape, x, pair)
+        return _emit_conv(graph, layer, shape, x)
     if isinstance(layer, GroupSort) and layer.group_size == 2 and isinstance(x, Pair):
         return Pair(graph.op("Min", x.low, x.high), graph.op("Max", x.low, x.high))
     if isinstance(layer, nn.PixelUnshuffle) and not isinstance(x, Unshuffled):
@@ -211,8 +211,7 @@ def _gather_with_zeros(graph: GraphBuilder, source: str, table: np.ndarray, posi
     return graph.op("Gather", source, graph.integers(table), axis=1)
 
 
-def _emit_conv(graph: GraphBuilder, conv: nn.Conv2d, shape: tuple[int, ...], x: object,
-               pair: bool) -> object:  # fmt: skip
+def _emit_conv(graph: GraphBuilder, conv: nn.Conv2d, shape: tuple[int, ...], x: object) -> str:
     if isinstance(conv.padding, str) or conv.groups != 1 or conv.dilation != (1, 1):
         raise TypeError("sklip exports nn.Conv2d with integer padding, groups=1, dilation=1.")
     if conv.padding_mode not in ("zeros", "circular"):
@@ -236,14 +235,10 @@ def _emit_conv(graph: GraphBuilder, conv: nn.Conv2d, shape: tuple[int, ...], x: 
     columns = graph.op("Reshape", patches, graph.integers([-1, kernel[0].size]))
     kernel = kernel.reshape(len(kernel), -1)
     bias = conv.bias.detach().cpu().numpy() if conv.bias is not None else np.zeros(len(kernel))
-    out = _products(graph, columns, kernel, bias, pair)
-    positions = out_h * out_w
-    if isinstance(out, Pair):
-        half = conv.out_channels // 2
-        low, high = (graph.op("Reshape", part, graph.integers([-1, positions, half]))
-                     for part in (out.low, out.high))  # fmt: skip
-        return Pair(low, high)
-    return graph.op("Reshape", out, graph.integers([-1, positions, conv.out_channels]))
+    # One product even before a pairwise sort: two would each read the
+    # columns, which hold taps times more entries than the outputs.
+    out = _products(graph, columns, kernel, bias, pair=False)
+    return graph.op("Reshape", out, graph.integers([-1, out_h * out_w, conv.out_channels]))
 
 
 def _unshuffled(factor: int, shape: tuple[int, ...], x: str) -> Unshuffled:
