@@ -22,12 +22,11 @@ from ._onnx_graph import GraphBuilder
 from .nn.bounds import SMALLEST_SUBNORMAL, UNIT_ROUNDOFF
 
 _BOUND_SAFETY = 1.0 + 1e-9  # the same as FrozenNetwork's
-_DOUBLE = 11  # onnx.TensorProto.DOUBLE
 
 
 def as_double(graph: GraphBuilder, name: str) -> str:
     """``name`` in float64 (exact from float32); unchanged in a float64 graph."""
-    return name if graph.dtype == np.float64 else graph.op("Cast", name, to=_DOUBLE)
+    return name if graph.dtype == np.float64 else graph.cast(name, np.float64)
 
 
 def row_norms(graph: GraphBuilder, value: Any, size: int) -> str:

@@ -106,7 +106,7 @@ def to_onnx(
         preprocessing = emit_preprocessing(graph, estimator, "X")
         features, n_features = preprocessing.output, preprocessing.n_features
         if graph.dtype != np.float64:
-            features = graph.op("Cast", features, to=1)  # onnx.TensorProto.FLOAT
+            features = graph.cast(features, np.float32)
     network = final.network_
     outputs, layer_inputs = emit_network(graph, network.module, network.input_shapes, features)
     penalty, growth = None, None

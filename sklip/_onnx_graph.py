@@ -115,6 +115,11 @@ class GraphBuilder:
             )
         return inputs
 
+    def cast(self, name: str, dtype: Any) -> str:
+        """``name`` converted to ``dtype`` (float64, float32 or int64)."""
+        kind = _ELEMENT_TYPES[np.dtype(dtype)]
+        return self.op("Cast", name, to=getattr(self.onnx.TensorProto, kind))
+
     def bound(self, value: float) -> str:
         """A float64 constant for a non-negative *upper bound*: raised to at least
         ``2**-126`` when positive, so that the runtime keeps the sum it enters."""

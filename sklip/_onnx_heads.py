@@ -71,6 +71,8 @@ def _labels(graph: GraphBuilder, classes: np.ndarray, index: str) -> tuple[str, 
 
 
 class ClassifierHead:
+    """``label``, ``scores``, ``probabilities`` and ``radius`` of a classifier."""
+
     takes_eps = False
 
     @staticmethod
@@ -79,7 +81,7 @@ class ClassifierHead:
         head = Head()
         if n_outputs == 1:
             scores = graph.op("Reshape", outputs, graph.integers([-1]))
-            index = graph.op("Cast", graph.op("Greater", scores, graph.constant(0.0)), to=7)
+            index = graph.cast(graph.op("Greater", scores, graph.constant(0.0)), np.int64)
             zero = graph.onnx.helper.make_tensor("zero", _tensor_type(graph), [1], [0.0])
             zeros = graph.op("ConstantOfShape", graph.op("Shape", outputs), value=zero)
             class_scores = graph.op("Concat", zeros, outputs, axis=1)
@@ -125,7 +127,7 @@ class _CentredHead:
         # In float64 whatever the graph's type: the decision is then the
         # estimator's own subtraction, with its own rounding.
         decision = graph.op("Sub", as_double(graph, outputs), graph.double(estimator.offset_))
-        scores = decision if graph.dtype == np.float64 else graph.op("Cast", decision, to=1)
+        scores = decision if graph.dtype == np.float64 else graph.cast(decision, np.float32)
         head = Head()
         head.outputs["label"] = cls.label(graph, estimator, decision)
         head.outputs["scores"] = (
@@ -148,6 +150,8 @@ class _CentredHead:
 
 
 class DetectorHead(_CentredHead):
+    """An outlier detector: ``label`` is +1 where ``scores >= 0``, else -1."""
+
     @staticmethod
     def label(graph, estimator, decision):
         inlier = graph.op("GreaterOrEqual", decision, graph.double(0.0))
@@ -156,15 +160,19 @@ class DetectorHead(_CentredHead):
 
 
 class WassersteinHead(_CentredHead):
+    """A Wasserstein critic: ``label`` is ``classes_[1]`` where ``scores > 0``."""
+
     @staticmethod
     def label(graph, estimator, decision):
         positive = graph.op("Greater", decision, graph.double(0.0))
-        index = graph.op("Reshape", graph.op("Cast", positive, to=7), graph.integers([-1]))
+        index = graph.op("Reshape", graph.cast(positive, np.int64), graph.integers([-1]))
         label, kind = _labels(graph, estimator.classes_, index)
         return label, kind, ["N"]
 
 
 class RegressorHead:
+    """``prediction`` and, given ``eps``, its certified bounds ``low`` and ``high``."""
+
     takes_eps = True
 
     @staticmethod
@@ -180,7 +188,7 @@ class RegressorHead:
         def shaped(value):
             return graph.op("Reshape", value, graph.integers([-1])) if single else value
 
-        prediction = center if graph.dtype == np.float64 else graph.op("Cast", center, to=1)
+        prediction = center if graph.dtype == np.float64 else graph.cast(center, np.float32)
         head = Head({"prediction": (shaped(prediction), graph.dtype, shape)})
         if penalty is None:
             return head

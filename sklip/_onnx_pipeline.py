@@ -65,7 +65,7 @@ def emit_preprocessing(graph: GraphBuilder, pipeline: Pipeline, x: str) -> Prepr
     """The steps before the last, applied in float64 to the graph's input ``x``."""
     _, affine = unwrap(pipeline)  # refuses the steps no bound is known for
     n_features = affine[0].shape[0]
-    z = x if graph.dtype == np.float64 else graph.op("Cast", x, to=11)
+    z = x if graph.dtype == np.float64 else graph.cast(x, np.float64)
     state = Preprocessing(z, n_features, n_features, None, None, 0.0, 1.0)
     for _, step in pipeline.steps[:-1]:
         if step is None or (isinstance(step, str) and step == "passthrough"):
