@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
+from ._device import to_numpy
 from ._onnx_graph import GraphBuilder
 from .nn import FullSort, GroupSort, ImageView, L2NormPool2d
 
@@ -171,8 +172,8 @@ def _products(graph: GraphBuilder, x: object, weight: np.ndarray, bias: np.ndarr
 
 
 def _emit_linear(graph: GraphBuilder, layer: nn.Linear, x: object, pair: bool) -> object:
-    weight = layer.weight.detach().cpu().numpy()
-    bias = np.zeros(weight.shape[0]) if layer.bias is None else layer.bias.detach().cpu().numpy()
+    weight = to_numpy(layer.weight)
+    bias = np.zeros(weight.shape[0]) if layer.bias is None else to_numpy(layer.bias)
     if isinstance(x, Permuted):
         x, weight = x.source, weight[:, x.order]  # read the entries where they are
     elif isinstance(x, Unshuffled):
@@ -219,7 +220,7 @@ def _emit_conv(graph: GraphBuilder, conv: nn.Conv2d, shape: tuple[int, ...], x: 
     table, (out_h, out_w) = _patch_indices(
         shape[2:], conv.kernel_size, conv.stride, conv.padding, conv.padding_mode == "circular"
     )
-    kernel = conv.weight.detach().cpu().numpy()  # (C_out, C_in, k_h, k_w)
+    kernel = to_numpy(conv.weight)  # (C_out, C_in, k_h, k_w)
     taps = table.shape[1]
     if isinstance(x, Unshuffled):
         # Read the unshuffled pixels straight from the image before the unshuffle.
@@ -234,7 +235,7 @@ def _emit_conv(graph: GraphBuilder, conv: nn.Conv2d, shape: tuple[int, ...], x: 
         kernel = kernel.reshape(len(kernel), shape[1], taps).transpose(0, 2, 1)
     columns = graph.op("Reshape", patches, graph.integers([-1, kernel[0].size]))
     kernel = kernel.reshape(len(kernel), -1)
-    bias = conv.bias.detach().cpu().numpy() if conv.bias is not None else np.zeros(len(kernel))
+    bias = to_numpy(conv.bias) if conv.bias is not None else np.zeros(len(kernel))
     # One product even before a pairwise sort: two would each read the
     # columns, which hold taps times more entries than the outputs.
     out = _products(graph, columns, kernel, bias, pair=False)

@@ -25,6 +25,7 @@ import torch
 from sklearn.base import clone
 
 from . import __version__
+from ._device import to_numpy
 from ._saved_network import build, describe
 from ._training import at_most_threads
 from .nn import FrozenNetwork
@@ -150,12 +151,12 @@ def _encode_networks(estimator: Any, arrays: dict[str, np.ndarray]) -> dict[str,
     if not hasattr(estimator, "network_"):
         return {}
     for key, tensor in estimator.module_.state_dict().items():
-        arrays[f"module_.{key}"] = tensor.detach().cpu().numpy().copy()
+        arrays[f"module_.{key}"] = to_numpy(tensor).copy()
     specs, weights = describe(estimator.network_.module)
     arrays.update({f"network_.{key}": value for key, value in weights.items()})
     pairwise = estimator.network_.pairwise_lipschitz_constant
     if pairwise is not None:
-        arrays["network_.pairwise"] = pairwise.double().cpu().numpy().copy()
+        arrays["network_.pairwise"] = to_numpy(pairwise.double()).copy()
     return {
         "module_keys": list(estimator.module_.state_dict()),
         "n_outputs": estimator.network_.n_outputs,
@@ -207,7 +208,7 @@ def _check_published_bounds(estimator: Any) -> None:
         (pairwise is None) == (network.pairwise_lipschitz_constant is None)
     )
     if consistent and pairwise is not None:
-        stored = network.pairwise_lipschitz_constant.numpy()
+        stored = to_numpy(network.pairwise_lipschitz_constant)
         consistent = np.shape(pairwise) == stored.shape and np.array_equal(pairwise, stored)
     if not consistent:
         raise ValueError(
@@ -283,7 +284,7 @@ class _Encoder:
         if isinstance(value, torch.device):
             return {"device": str(value)}
         if isinstance(value, torch.Tensor):
-            return {"tensor": self._store(value.detach().cpu().numpy(), where)}
+            return {"tensor": self._store(to_numpy(value), where)}
         if isinstance(value, np.ndarray | np.generic):
             array = np.asarray(value)
             if array.dtype == object:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._device import to_numpy
 from .nn import FullSort, GroupSort, ImageView, L2NormPool2d
 
 
@@ -22,7 +23,7 @@ def describe(module: nn.Sequential) -> tuple[list[dict[str, Any]], dict[str, np.
     for index, layer in enumerate(module):
         specs.append(_describe_layer(layer))
         for name, tensor in layer.named_parameters(recurse=False):
-            arrays[f"{index}.{name}"] = tensor.detach().cpu().numpy().copy()
+            arrays[f"{index}.{name}"] = to_numpy(tensor).copy()
     return specs, arrays
 
 

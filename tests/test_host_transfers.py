@@ -87,6 +87,18 @@ CPU_BY_DESIGN = {
     ("_attacks.py", "_random_in_ball", "torch.as_tensor"): (
         "random starts drawn by NumPy; the one caller moves them with .to(x0)"
     ),
+    ("_persistence.py", "_restore_networks", "torch.from_numpy"): (
+        "sklip.load returns models on the CPU (device_ is set to the CPU)"
+    ),
+    ("_persistence.py", "_restore_networks", "torch.Generator"): (
+        "sklip.load builds the trainable network on the CPU, then loads its weights"
+    ),
+    ("_persistence.py", "decode", "torch.from_numpy"): (
+        "a loaded optimiser state, on the CPU; load_state_dict moves it to the network"
+    ),
+    ("_saved_network.py", "build", "torch.from_numpy"): (
+        "sklip.load rebuilds the frozen network on the CPU"
+    ),
     ("constraints.py", "__init__", "torch.randn"): "a buffer, moved by module.to",
     ("layers.py", "__init__", "torch.empty"): "a parameter, moved by module.to",
     ("layers.py", "__init__", "torch.zeros"): "a parameter, moved by module.to",

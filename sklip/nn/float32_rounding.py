@@ -90,7 +90,8 @@ def _weight_rounding(
         return relative, bias
     if isinstance(layer, L2NormPool2d):
         # The scale and the 1e-12 floor are float32 constants too.
-        pooled = layer(torch.ones(1, *shape[1:], dtype=torch.float64))  # no weights: any device
-        outputs = math.prod(pooled.shape)
+        outputs = shape[1]
+        for axis in (0, 1):
+            outputs *= (shape[2 + axis] - layer.kernel_size[axis]) // layer.stride[axis] + 1
         return FLOAT32_UNIT, FLOAT32_UNIT * layer.scale * 1e-6 * math.sqrt(outputs)
     return 0.0, 0.0
