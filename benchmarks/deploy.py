@@ -7,7 +7,7 @@ classes (both the default (128, 128) architecture) and the default CNN on the
 float64 and as a float32 copy (``.float()``), both under ``torch.no_grad()``;
 the onnxruntime graph of ``sklip.to_onnx`` in float64 and float32, without and
 with its certified radius; and the estimator's own ``predict`` and
-``certified_radius`` for reference. Six rounds; in each, every path runs 5
+``certified_radius`` for reference. Six rounds (``--rounds``); in each, every path runs 5
 times in a row and its best run counts (see :func:`round_times`). The table
 gives each path's best time and its median ratio to ``to_torch()`` in the
 same round (on this shared 2-core machine a path's median time wandered by
@@ -15,7 +15,8 @@ same round (on this shared 2-core machine a path's median time wandered by
 and onnxruntime both use the machine's cores (``torch.get_num_threads()``
 intra-op threads each).
 
-Run: ``python benchmarks/deploy.py [--rows N] [--no-record]``; ``--smoke``
+Run: ``python benchmarks/deploy.py [--rows N] [--models ...] [--rounds R] [--no-record]``;
+``--smoke``
 runs a tiny version (for the tests).
 """
 
@@ -33,19 +34,26 @@ from sklearn.datasets import load_digits, make_classification
 
 import sklip
 
+MODELS = (
+    "MLP, 40 features, 2 classes",
+    "MLP, 64 pixels, 10 classes",
+    "CNN, 8x8 digits, 10 classes",
+)
 
-def models(smoke: bool) -> dict[str, tuple[sklip.LipschitzClassifier, np.ndarray]]:
+
+def models(smoke: bool, names: tuple[str, ...] = MODELS) -> dict[str, tuple]:
     epochs = 1 if smoke else 3
     X, y = make_classification(2000, n_features=40, random_state=0)
     digits, labels = load_digits(return_X_y=True)
     digits = digits / 16
     mlp = sklip.LipschitzClassifier(max_epochs=epochs, random_state=0)
     cnn = sklip.LipschitzClassifier(image_shape=(1, 8, 8), max_epochs=epochs, random_state=0)
-    return {
-        "MLP, 40 features, 2 classes": (mlp.fit(X, y), X),
-        "MLP, 64 pixels, 10 classes": (clone(mlp).fit(digits, labels), digits),
-        "CNN, 8x8 digits, 10 classes": (cnn.fit(digits, labels), digits),
+    fits = {
+        MODELS[0]: lambda: (clone(mlp).fit(X, y), X),
+        MODELS[1]: lambda: (clone(mlp).fit(digits, labels), digits),
+        MODELS[2]: lambda: (cnn.fit(digits, labels), digits),
     }
+    return {name: fits[name]() for name in names}
 
 
 def round_times(functions: dict[str, object], rounds: int, block: int = 5) -> dict[str, np.ndarray]:
@@ -103,10 +111,10 @@ def timings(clf, X: np.ndarray, repeats: int) -> dict[str, np.ndarray]:
     return round_times(functions, repeats)
 
 
-def run(n_rows: int, smoke: bool) -> str:
-    repeats = 2 if smoke else 6
+def run(n_rows: int, smoke: bool, names: tuple[str, ...] = MODELS, repeats: int = 6) -> str:
+    repeats = 2 if smoke else repeats
     results = {}
-    for name, (clf, X) in models(smoke).items():
+    for name, (clf, X) in models(smoke, names).items():
         batch = X[np.random.RandomState(0).randint(len(X), size=n_rows)]
         results[name] = timings(clf, batch, repeats)
     names = list(results)
@@ -135,10 +143,12 @@ def run(n_rows: int, smoke: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--smoke", action="store_true", help="a tiny run, for the tests")
     parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args()
-    table = run(200 if args.smoke else args.rows, args.smoke)
+    table = run(200 if args.smoke else args.rows, args.smoke, tuple(args.models), args.rounds)
     print(table)
     if not (args.no_record or args.smoke):
         record("deploy.py", "Exported inference (issue 19)", table)
