@@ -91,10 +91,11 @@ class GraphBuilder:
         read as a float32 is 1, and ``x + c``, ``x - c`` when it is 0, even
         for float64 constants such as ``1 + 2e-8`` (found by sklip's tests:
         a radius divided by ``L = 1.00000002`` was not divided). A product or
-        quotient is rescaled by powers of two, which changes no bit: ``x c =
-        (x / 2)(2 c)`` and ``x / c = (x / 2) / (c / 2)``. A sum with a
-        constant that small is refused: the callers round such bound terms
-        up (:meth:`bound`).
+        quotient is rescaled by powers of two, which changes no bit in the
+        normal range: ``x c = (x / 2)(2 c)`` and ``x / c = (x / 2) / (c / 2)``
+        (a subnormal ``x`` may lose its last bit, less than the ``2**-126``
+        every radius is lowered by). A sum with a constant that small is
+        refused: the callers round such bound terms up (:meth:`bound`).
         """
         first, second = inputs if len(inputs) == 2 else (None, None)
         if (first in self._single) == (second in self._single):
