@@ -20,8 +20,8 @@ import numpy as np
 
 from ._onnx_graph import GraphBuilder
 from .nn.bounds import SMALLEST_SUBNORMAL, UNIT_ROUNDOFF
-
-_BOUND_SAFETY = 1.0 + 1e-9  # the same as FrozenNetwork's
+from .nn.float32_rounding import FLOAT32_UNIT
+from .nn.layer_rounding import BOUND_SAFETY
 
 
 def as_double(graph: GraphBuilder, name: str) -> str:
@@ -51,7 +51,7 @@ def row_norms(graph: GraphBuilder, value: Any, size: int) -> str:
     plain = squares[0] if len(parts) == 1 else graph.op("Add", *squares)
     plain = graph.op("Sqrt", plain)
     peak = peaks[0] if len(parts) == 1 else graph.op("Max", *peaks)
-    unit = UNIT_ROUNDOFF if graph.dtype == np.float64 else 2.0**-24
+    unit = UNIT_ROUNDOFF if graph.dtype == np.float64 else FLOAT32_UNIT
     low, high = (1e-140, 1e140) if graph.dtype == np.float64 else (1e-15, 1e15)
     inflated = graph.op("Mul", plain, graph.double(1.0 + 2.0 * (size + 8) * unit))
     fallback = graph.op("Mul", peak, graph.double(math.sqrt(size) * (1.0 + 4.0 * UNIT_ROUNDOFF)))
@@ -89,8 +89,8 @@ def rounding_penalty(
         carried = None if error is None else graph.op("Mul", error, graph.double(layer.lipschitz))
         error = local if carried is None else graph.op("Add", carried, local)
         certificate = term if certificate is None else graph.op("Add", certificate, term)
-    twice = graph.op("Mul", error, graph.double(2.0 * _BOUND_SAFETY))
-    return graph.op("Add", twice, graph.op("Mul", certificate, graph.double(_BOUND_SAFETY)))
+    twice = graph.op("Mul", error, graph.double(2.0 * BOUND_SAFETY))
+    return graph.op("Add", twice, graph.op("Mul", certificate, graph.double(BOUND_SAFETY)))
 
 
 def _affine(graph: GraphBuilder, x: str, scale: float, shift: float) -> str:

@@ -15,9 +15,9 @@ import numpy as np
 
 from ._onnx_certificate import as_double, binary_radius, multiclass_radius
 from ._onnx_graph import GraphBuilder
+from .nn.float32_rounding import FLOAT32_UNIT
 
 _UNIT = np.finfo(np.float64).eps  # as in the estimators' own bounds
-_FLOAT32_UNIT = 2.0**-24
 
 
 @dataclass
@@ -212,7 +212,7 @@ class RegressorHead:
             reach32 = graph.op("Add", graph.op("Abs", center), slack)
             slack = graph.op(
                 "Mul",
-                graph.op("Add", slack, graph.op("Mul", reach32, graph.double(_FLOAT32_UNIT))),
+                graph.op("Add", slack, graph.op("Mul", reach32, graph.double(FLOAT32_UNIT))),
                 graph.double(1 + 4 * _UNIT),
             )
         head.outputs["low"] = (shaped(graph.op("Sub", center, slack)), np.float64, shape)

@@ -83,7 +83,7 @@ def emit_network(
         following = layers[index + 1] if index + 1 < len(layers) else None
         pair = isinstance(following, GroupSort) and following.group_size == 2
         value = _emit_layer(graph, layer, shape, value, pair)
-    return materialised(graph, value, shapes[-1]), inputs
+    return materialised(graph, value), inputs
 
 
 def _entries(value: object) -> object:
@@ -93,7 +93,7 @@ def _entries(value: object) -> object:
     return value
 
 
-def materialised(graph: GraphBuilder, value: object, shape: tuple[int, ...] | None = None) -> str:
+def materialised(graph: GraphBuilder, value: object) -> str:
     """``value`` as a tensor in its logical layout."""
     if isinstance(value, Pair):
         return graph.op("Concat", value.low, value.high, axis=-1)

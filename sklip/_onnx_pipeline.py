@@ -20,8 +20,7 @@ from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler, MinMaxScale
 from ._onnx_certificate import finish_radius, row_norms
 from ._onnx_graph import GraphBuilder
 from ._pipeline import step_constants, unwrap
-
-_SAFETY = 1.0 + 1e-9  # as in _rounded_transform
+from .nn.layer_rounding import BOUND_SAFETY
 
 
 @dataclass
@@ -40,8 +39,8 @@ class Preprocessing:
         """``2 e + e_ball``: the error may be at ``x`` in the estimator's run and in ours."""
         if self.error is None:
             return None
-        twice = graph.op("Mul", self.error, graph.double(2.0 * _SAFETY))
-        return graph.op("Add", twice, graph.op("Mul", self.ball_error, graph.double(_SAFETY)))
+        twice = graph.op("Mul", self.error, graph.double(2.0 * BOUND_SAFETY))
+        return graph.op("Add", twice, graph.op("Mul", self.ball_error, graph.double(BOUND_SAFETY)))
 
     def raw_radius(self, graph: GraphBuilder, radius: str) -> str:
         """``(r - 2 e - e_ball) / (||A|| + g)``: an inner radius carried to the raw space."""
@@ -49,16 +48,16 @@ class Preprocessing:
         constant = self._constant_part(graph)
         if constant is not None:
             radius = graph.op("Sub", radius, constant)
-        denominator = graph.double((self.lipschitz + self.growth) * _SAFETY)
+        denominator = graph.double((self.lipschitz + self.growth) * BOUND_SAFETY)
         return finish_radius(graph, graph.op("Div", radius, denominator))
 
     def inner_radius(self, graph: GraphBuilder, eps: str) -> str:
         """``((||A|| + g) eps + 2 e + e_ball) (1 + 1e-9)``: a raw ball's reach inside."""
-        reach = graph.op("Mul", eps, graph.double((self.lipschitz + self.growth) * _SAFETY))
+        reach = graph.op("Mul", eps, graph.double((self.lipschitz + self.growth) * BOUND_SAFETY))
         constant = self._constant_part(graph)
         if constant is not None:
             reach = graph.op("Add", reach, constant)
-        return graph.op("Mul", reach, graph.double(_SAFETY))
+        return graph.op("Mul", reach, graph.double(BOUND_SAFETY))
 
 
 def emit_preprocessing(graph: GraphBuilder, pipeline: Pipeline, x: str) -> Preprocessing:

@@ -29,6 +29,7 @@ from ._device import to_numpy
 from ._saved_network import build, describe
 from ._training import at_most_threads
 from .nn import FrozenNetwork
+from .regressor import round_up_product
 
 MAGIC = b"SKLIP-MODEL\x00"
 FORMAT_VERSION = 1
@@ -76,9 +77,8 @@ def save(estimator: Any, path: str | os.PathLike) -> None:
     >>> bool((loaded.certified_radius(X) == clf.certified_radius(X)).all())
     True
     """
-    if type(estimator).__name__ not in _estimator_classes() or not isinstance(
-        estimator, _estimator_classes()[type(estimator).__name__]
-    ):
+    kind = _estimator_classes().get(type(estimator).__name__)
+    if kind is None or not isinstance(estimator, kind):
         raise TypeError(f"sklip.save stores sklip estimators, got {type(estimator).__name__}.")
     arrays: dict[str, np.ndarray] = {}
     encoder = _Encoder(arrays)
@@ -199,8 +199,7 @@ def _check_published_bounds(estimator: Any) -> None:
     """
     network = estimator.network_
     if hasattr(estimator, "lipschitz_target_"):  # a regressor: K times the network's bound
-        expected = float(np.nextafter(estimator.lipschitz_target_ * network.lipschitz_constant,
-                                      np.inf))  # fmt: skip
+        expected = round_up_product(estimator.lipschitz_target_, network.lipschitz_constant)
     else:
         expected = network.lipschitz_constant
     pairwise = getattr(estimator, "pairwise_lipschitz_constant_", None)

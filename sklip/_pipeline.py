@@ -22,6 +22,7 @@ from torch import nn
 from ._inputs import naming
 from .nn import rounding_slack
 from .nn.bounds import gamma, round_down
+from .nn.layer_rounding import BOUND_SAFETY
 
 
 def unwrap(estimator: Any) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None]:
@@ -217,7 +218,7 @@ def _rounded_transform(
         lipschitz *= norm
     if error is None:
         error = ball_error = np.zeros(np.shape(X)[0])
-    safety = 1.0 + 1e-9  # the rounding of evaluating these bounds
+    safety = BOUND_SAFETY  # the rounding of evaluating these bounds
     return Z, error * safety, ball_error * safety, growth * safety, lipschitz * safety
 
 
