@@ -41,6 +41,7 @@ import warnings
 
 import numpy as np
 from sklearn.metrics import pairwise_distances_argmin_min
+from sklearn.neighbors import NearestNeighbors
 
 AUTO_FRACTION = 0.25
 AUTO_SAMPLE = 4096
@@ -171,6 +172,25 @@ def nearest_other_row(Z: np.ndarray) -> np.ndarray:
         squared[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
         nearest[start : start + 1024] = squared.argmin(axis=1)
     return nearest
+
+
+def nearest_other_rows(Z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` nearest *other* rows (fewer if ``Z`` has fewer), with squared distances.
+
+    Returns ``(neighbours, squared)``, both of shape ``(n, min(k, n - 1))``.
+    The neighbours are searched on centred rows and the distances recomputed
+    from the differences, for the reason :func:`auto_margin` gives; a
+    duplicated row finds its twin at distance 0.
+    """
+    k = min(k, len(Z) - 1)
+    if k < 1:
+        return np.empty((len(Z), 0), dtype=np.intp), np.empty((len(Z), 0))
+    centred = Z - Z.mean(axis=0)
+    neighbours = NearestNeighbors(n_neighbors=k).fit(centred).kneighbors(return_distance=False)
+    # One neighbour rank at a time: (n, k, d) differences at once would take
+    # 4096 x 10 x 784 floats for digit images.
+    squared = np.stack([np.square(Z[neighbours[:, j]] - Z).sum(axis=1) for j in range(k)], axis=1)
+    return neighbours, squared
 
 
 def one_class_margin(X: np.ndarray, weights: np.ndarray, rng: np.random.RandomState) -> float:

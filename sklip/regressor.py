@@ -54,11 +54,12 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
     activation : {"groupsort", "fullsort", "relu"}, default="groupsort"
     lipschitz_constant : float or "auto", default="auto"
         ``K``, in units of ``y`` per unit of ``X``. "auto" measures it on the
-        training data: ``sqrt(n_features)`` times the weighted 0.9 quantile
-        of the slopes ``||y_i - y_j|| / ||x_i - x_j||`` between each row and
-        its nearest other row (about 4096 rows, drawn with ``random_state``
-        when there are more), erring on the large side: a ``K`` too small
-        underfits, one too large only loosens the bounds.
+        training data: 1.2 times the gradient's root-mean-square norm,
+        estimated from the differences between each row and its 10 nearest
+        other rows (about 4096 rows, drawn with ``random_state`` when there
+        are more) so that noise in ``y`` does not inflate it (see the user
+        guide, "Choosing K"). A ``K`` too small underfits, one too large fits
+        the noise and loosens the bounds.
         ``lipschitz_target_`` holds it. Put a scaler in front: ``K`` is one
         slope for every feature.
     loss : {"squared_error", "huber", "absolute_error"}, default="squared_error"

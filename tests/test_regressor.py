@@ -11,7 +11,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklip import LipschitzRegressor
-from sklip._regression_objective import RegressionObjective, auto_lipschitz_constant
+from sklip._regression_objective import (
+    AUTO_FACTOR,
+    RegressionObjective,
+    auto_lipschitz_constant,
+    variogram_fit,
+)
 
 EXPECTED_FAILED_CHECKS = {
     "check_sample_weight_equivalence_on_dense_data": (
@@ -126,17 +131,65 @@ def test_multi_output_and_sample_weight():
     assert weighted.score(X[150:], Y[150:]) > 0.8
 
 
-def test_auto_constant_is_the_high_quantile_of_neighbour_slopes():
-    X = np.array([[0.0], [1.0], [3.0], [7.0]])
-    y = np.array([[0.0], [2.0], [3.0], [3.0]])
-    # nearest other rows: 0->1 (slope 2), 1->0 (2), 2->1 (0.5), 3->2 (0): 0.9 quantile = 2,
-    # times sqrt(1 feature)
-    assert auto_lipschitz_constant(X, y, np.ones(4), np.random.RandomState(0)) == 2.0
-    X2 = np.c_[X, np.zeros(4)]  # a second, constant feature: same slopes, times sqrt(2)
-    assert auto_lipschitz_constant(X2, y, np.ones(4), np.random.RandomState(0)) == 2 * np.sqrt(2)
+def test_auto_constant_is_the_gradient_norm_of_a_noiseless_line():
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    y = 2 * X  # every pair rises by exactly 2 per unit: squared rise = 4 h^2, no noise
+    auto = auto_lipschitz_constant(X, y, np.ones(4), np.random.RandomState(0))
+    assert auto == pytest.approx(AUTO_FACTOR * 2, rel=1e-12)
+    X2 = np.c_[X, np.zeros(4)]  # a constant second feature: same pairs, times sqrt(2)
+    auto2 = auto_lipschitz_constant(X2, y, np.ones(4), np.random.RandomState(0))
+    assert auto2 == pytest.approx(AUTO_FACTOR * 2 * np.sqrt(2), rel=1e-12)
     reg = LipschitzRegressor(hidden_layer_sizes=(8,), max_epochs=2, random_state=0)
-    assert reg.fit(X, y[:, 0]).lipschitz_target_ == 2.0
+    assert reg.fit(X, y[:, 0]).lipschitz_target_ == auto
     assert reg.set_params(lipschitz_constant=0.5).fit(X, y[:, 0]).lipschitz_target_ == 0.5
+
+
+def test_variogram_fit_matches_hand_computed_lines():
+    h2, w = np.array([1.0, 2.0]), np.ones(2)
+    assert variogram_fit(np.array([0.0, 2.0, 4.0]), np.array([2.0, 8.0, 14.0]), np.ones(3)) == (
+        2.0,
+        3.0,
+    )
+    # r = 3 h - 1: a negative intercept, refitted through 0: (1*2 + 2*5) / (1 + 4)
+    assert variogram_fit(h2, np.array([2.0, 5.0]), w) == (0.0, pytest.approx(2.4))
+    # falling with distance: no trend, the mean rise is noise
+    assert variogram_fit(h2, np.array([3.0, 1.0]), w) == (2.0, 0.0)
+    # weights: the second pair counted three times is the line through (1, 2), (2, 5) x 3
+    assert variogram_fit(np.array([1.0, 2.0, 2.0, 2.0]), np.array([2.0, 5.0, 5.0, 5.0]),
+                         np.ones(4)) == variogram_fit(h2, np.array([2.0, 5.0]),
+                                                      np.array([1.0, 3.0]))  # fmt: skip
+    # only duplicated rows (distance 0): nothing to read a slope from
+    assert variogram_fit(np.zeros(3), np.array([1.0, 2.0, 3.0]), np.ones(3)) == (2.0, 0.0)
+
+
+def test_auto_constant_is_not_inflated_by_noise():
+    # y = beta . x + noise as large as the signal: the slopes between nearest
+    # neighbours are mostly noise (the former rule, sqrt(d) times their 0.9
+    # quantile, gave 11 times ||beta|| here); the variogram's slope is not
+    # (0.94 to 1.13 times ||beta|| over five draws).
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(3000, 5))
+    beta = np.array([3.0, -2.0, 1.0, 0.0, 0.5])
+    signal = X @ beta
+    y = signal + rng.normal(scale=signal.std(), size=3000)
+    auto = auto_lipschitz_constant(X, y[:, None], np.ones(3000), np.random.RandomState(0))
+    assert auto == pytest.approx(AUTO_FACTOR * np.linalg.norm(beta), rel=0.2)
+    # y unrelated to X: no slope to measure, the floor std(y) / std(x) (summed variances)
+    noise = rng.normal(size=(3000, 1))
+    floor = noise.std() / np.sqrt(X.var(axis=0).sum())
+    auto = auto_lipschitz_constant(X, noise, np.ones(3000), np.random.RandomState(0))
+    assert floor <= auto < 1.5 * floor
+
+
+def test_auto_constant_of_degenerate_data_is_one():
+    X = np.repeat([[0.0], [1.0]], 30, axis=0)  # every neighbour a duplicate...
+    y = np.r_[np.zeros(30), np.ones(30)] + np.tile([0.0, 0.1], 30)
+    # ...so no slope is seen: the floor, std(y) / std(x)
+    auto = auto_lipschitz_constant(X, y[:, None], np.ones(60), np.random.RandomState(0))
+    assert auto == pytest.approx(y.std() / X.std())
+    one = np.ones(4)
+    assert auto_lipschitz_constant(np.zeros((4, 2)), np.arange(4.0)[:, None], one, None) == 1.0
+    assert auto_lipschitz_constant(np.eye(4), np.ones((4, 1)), one, None) == 1.0
 
 
 def test_objective_matches_hand_computed_losses():
