@@ -193,7 +193,9 @@ class RegressorHead:
         if penalty is None:
             return head
         network = reg.network_
-        reach = graph.op("Mul", eps, graph.double(network.lipschitz_constant + growth))
+        # Each output's own bound, as predict_interval: a vector over the outputs.
+        own = network.output_lipschitz_constants + growth
+        reach = graph.op("Mul", eps, graph.double(own if n_targets > 1 else own[0]))
         movement = graph.op("Mul", graph.double(K), graph.op("Add", penalty, reach))
         magnitude = graph.op(
             "Add",

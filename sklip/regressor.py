@@ -85,6 +85,11 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
         Certified bound of the Lipschitz constant of ``predict`` (of the
         output vector, so of each output too): ``K`` times the bound of the
         frozen network's weights, which is at most 1 for a single output.
+    output_lipschitz_constants_ : ndarray of shape (n_outputs,)
+        Certified bound of each output on its own (float64): ``K`` times that
+        output's bound in the frozen network. Each is at most
+        ``lipschitz_constant_``; with several outputs they can be up to
+        ``sqrt(n_outputs)`` times smaller, and ``predict_interval`` uses them.
     lipschitz_target_ : float
         The ``K`` the network was scaled to (given, or measured with "auto").
     module_, network_, history_, loss_curve_, n_iter_, n_features_in_, device_
@@ -313,13 +318,23 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
         outputs = self._forward(X)  # first: it says NotFittedError on an unfitted estimator
         return self._shape(self._target_mean + self.lipschitz_target_ * outputs)
 
+    @property
+    def output_lipschitz_constants_(self) -> np.ndarray:
+        # Read off the frozen network on each access: its bounds are the ones
+        # the certificates use (the stored ones after sklip.load), so this
+        # cannot disagree with them.
+        check_is_fitted(self, "network_")
+        outputs = self.network_.output_lipschitz_constants
+        return np.array([round_up_product(self.lipschitz_target_, value) for value in outputs])
+
     def predict_interval(self, X: Any, eps: float | Any) -> tuple[np.ndarray, np.ndarray]:
         r"""Certified bounds of each output of ``predict`` over the L2 ball of radius ``eps``.
 
         For every ``x'`` with :math:`\|x' - x\| \le \varepsilon`, each output of
         ``predict(x')`` as this estimator computes it lies in ``[low, high]``:
-        ``predict(x) ± (K (L + G) eps + K e(x) + r(x))``, with ``K L`` the bound
-        ``lipschitz_constant_``, ``e`` and ``G`` the proven rounding bounds of
+        ``predict(x) ± (K (L + G) eps + K e(x) + r(x))``, with ``K L`` the
+        output's own bound (``output_lipschitz_constants_``), ``e`` and ``G``
+        the proven rounding bounds of
         the frozen network's forward pass (as in the classifier's
         certificates) and ``r`` the rounding of ``mu + K g``. It bounds the
         model's change, not its error to the truth.
@@ -337,7 +352,8 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
         outputs, _, error = self._forward(X, bounds=True)
         eps = radius_per_row(eps, outputs.shape[0])[:, None]
         K, network = self.lipschitz_target_, self.network_
-        movement = K * (error[:, None] + (network.lipschitz_constant + network.error_growth) * eps)
+        reach = network.output_lipschitz_constants + network.error_growth
+        movement = K * (error[:, None] + reach * eps)
         center = self._target_mean + K * outputs
         magnitude = np.abs(self._target_mean) + K * (np.abs(outputs) + movement / K)
         slack = (movement + 4 * _UNIT * magnitude) * (1 + 4 * _UNIT)

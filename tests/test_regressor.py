@@ -61,8 +61,9 @@ def test_predictions_never_move_faster_than_the_certified_constant(cone_regresso
     assert np.all(moved <= cone_regressor.lipschitz_constant_ * np.linalg.norm(X - X2, axis=1))
 
 
-def _pgd_extremes(regressor, X, eps, steps=40):
-    """``predict`` at the lowest and highest points L2 PGD finds within eps of each row.
+def _pgd_extremes(regressor, X, eps, steps=40, output=0):
+    """Output ``output`` of ``predict`` at the lowest and highest points L2 PGD finds
+    within eps of each row.
 
     The search runs on the exported float64 network; the points found are
     then scored by ``predict`` itself, the computation the interval is about.
@@ -73,21 +74,22 @@ def _pgd_extremes(regressor, X, eps, steps=40):
     found = []
     for sign in (-1.0, 1.0):
         delta = torch.zeros_like(x0)
-        best_points, best = x0.clone(), sign * module(x0)[:, 0].detach()
+        best_points, best = x0.clone(), sign * module(x0)[:, output].detach()
         for _ in range(steps):
             delta.requires_grad_(True)
-            (grad,) = torch.autograd.grad(sign * module(x0 + delta)[:, 0].sum(), delta)
+            (grad,) = torch.autograd.grad(sign * module(x0 + delta)[:, output].sum(), delta)
             with torch.no_grad():
                 delta = delta + step * grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-12)
                 norms = delta.norm(dim=1, keepdim=True).clamp_min(1e-12)
                 delta = delta * torch.clamp(0.999999 * eps / norms, max=1.0)
-                value = sign * module(x0 + delta)[:, 0]
+                value = sign * module(x0 + delta)[:, output]
                 better = value > best
                 best = torch.where(better, value, best)
                 best_points[better] = (x0 + delta)[better]
         points = best_points.cpu().numpy()
         assert np.all(np.linalg.norm(points - X, axis=1) <= eps)
-        found.append(regressor.predict(points))
+        predicted = regressor.predict(points)
+        found.append(predicted if predicted.ndim == 1 else predicted[:, output])
     return found
 
 
@@ -129,6 +131,32 @@ def test_multi_output_and_sample_weight():
     weighted = LipschitzRegressor(hidden_layer_sizes=(32,), max_epochs=60, random_state=0)
     weighted.fit(X, Y_bad, sample_weight=weights)
     assert weighted.score(X[150:], Y[150:]) > 0.8
+
+
+def test_each_output_has_its_own_certified_constant_and_interval():
+    # Three outputs that move together: the last layer's unit rows line up, and
+    # the output vector can move up to sqrt(3) times as far as any one output
+    # (here its bound is 1.18 times theirs).
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(400, 3))
+    s = X[:, 0] + X[:, 1]
+    Y = np.c_[s, 2 * s, -s]
+    reg = LipschitzRegressor(hidden_layer_sizes=(32, 32), max_epochs=40, random_state=0).fit(X, Y)
+    own = reg.output_lipschitz_constants_
+    assert own.shape == (3,) and own.dtype == np.float64
+    assert np.all(own <= reg.lipschitz_constant_)
+    assert own.max() < 0.9 * reg.lipschitz_constant_
+    X_test, eps = X[:60], 0.25
+    low, high = reg.predict_interval(X_test, eps)
+    for k in range(3):
+        lowest, highest = _pgd_extremes(reg, X_test, eps, output=k)
+        assert np.all(lowest >= low[:, k]) and np.all(highest <= high[:, k])
+        # the interval is about the output's own constant, not the vector's
+        half_width = (high[:, k] - low[:, k]) / 2
+        assert np.all(half_width < own[k] * eps * 1.001 + 1e-9)
+        assert np.mean(highest - reg.predict(X_test)[:, k]) > 0.3 * own[k] * eps
+    single = LipschitzRegressor(hidden_layer_sizes=(8,), max_epochs=2, random_state=0).fit(X, s)
+    assert single.output_lipschitz_constants_.tolist() == [single.lipschitz_constant_]
 
 
 def test_auto_constant_is_the_gradient_norm_of_a_noiseless_line():

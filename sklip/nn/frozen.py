@@ -49,11 +49,12 @@ import math
 from numbers import Integral
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .bounds import UNIT_ROUNDOFF, leaf_layers, pairwise_lipschitz_bound
+from .bounds import UNIT_ROUNDOFF, leaf_layers, pairwise_lipschitz_bound, rounding_slack
 from .export import export
 from .layer_rounding import BOUND_SAFETY, LayerRounding, analyse_layer, propagation
 from .norms import scaled_norm
@@ -107,6 +108,9 @@ class FrozenNetwork:
         Upper bound of the Lipschitz constant of the exact map.
     pairwise_lipschitz_constant : Tensor of shape (K, K) or None
         Bounds of :math:`f_i - f_j` for ``K > 1`` outputs (CPU, float64).
+    output_lipschitz_constants : ndarray of shape (K,)
+        Bound of each output :math:`f_k` alone (float64), at most
+        ``lipschitz_constant``, which bounds the output *vector*.
     error_growth : float
         ``G``: how much the rounding bound may grow per unit of distance.
     input_shapes : list of tuple
@@ -224,6 +228,24 @@ class FrozenNetwork:
         self.error_growth = float(record["error_growth"])
         if pairwise is not None:
             self.pairwise_lipschitz_constant = pairwise.double().cpu()
+
+    @property
+    def output_lipschitz_constants(self) -> np.ndarray:
+        r"""Each output's own bound: its last-layer row's norm times the layers before.
+
+        :math:`f_k = w_k^\top g + b_k` with ``g`` the layers before the last,
+        so :math:`\|w_k\| L'` bounds it, where ``L'`` is the product of those
+        layers' bounds (the ones the certificates use, stored ones after
+        :meth:`adopt_bounds`). A row's norm is at most the last layer's norm,
+        so no entry exceeds ``lipschitz_constant``; with unit rows, ``K``
+        outputs can together move up to :math:`\sqrt K` times further than
+        each one does.
+        """
+        weight = self.module[-1].weight.detach().double().cpu()
+        rows = torch.linalg.vector_norm(weight, dim=1).numpy() * rounding_slack(*weight.shape)
+        before = math.prod(layer.lipschitz for layer in self._layers[:-1])
+        bounds = rows * before * (1.0 + 2.0 * len(self._layers) * UNIT_ROUNDOFF)
+        return np.minimum(bounds, self.lipschitz_constant)
 
     @property
     def n_outputs(self) -> int:
