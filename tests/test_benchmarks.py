@@ -171,7 +171,8 @@ def test_regression_benchmark_runs_at_smoke_size():
                            "norm (K = 1)")  # fmt: skip
     table = output[output.rindex("| data |") :]
     rows = [line.split("|") for line in table.splitlines()[2:] if line.startswith("| ")]
-    models = ["Ridge", "MLPRegressor", "HistGradientBoosting", "sklip", "sklip, grid over K"]
+    models = ["Ridge", "MLPRegressor", "HistGradientBoosting", "sklip",
+              "sklip, grid over K, activation"]  # fmt: skip
     assert [row[2].strip() for row in rows] == models * 2
     for row in rows:
         float(row[3].split("±")[0])  # an R² (small models at smoke size may score below 0)
