@@ -40,7 +40,7 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
     conv_channels : tuple of int, default=(16, 32)
         Channels of the convolution blocks (CNN only). Each block is a 3x3
         convolution, the activation and a 2x2 L2-norm pooling.
-    activation : {"groupsort", "fullsort", "relu"}, default="groupsort"
+    activation : {"groupsort", "groupsort4", "groupsort8", "fullsort", "relu"}, default="groupsort"
         "groupsort" (pairwise MaxMin) and "fullsort" preserve gradient norms;
         "relu" is 1-Lipschitz but does not.
     alpha : float, default=100.0

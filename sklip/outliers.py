@@ -51,7 +51,7 @@ class LipschitzOutlierDetector(OutlierMixin, LipschitzEstimatorBase):
         :class:`LipschitzClassifier`).
     conv_channels : tuple of int, default=(16, 32)
         Channels of the convolution blocks (CNN only).
-    activation : {"groupsort", "fullsort", "relu"}, default="groupsort"
+    activation : {"groupsort", "groupsort4", "groupsort8", "fullsort", "relu"}, default="groupsort"
     alpha : float, default=100.0
         Weight of the hinge term. Large: the boundary hugs the data, the
         better detector on ``benchmarks/outliers.py``; small (10): a smoother

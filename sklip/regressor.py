@@ -51,7 +51,10 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
     image_shape : tuple (C, H, W) or None, default=None
         If given, a convolutional network (as for :class:`LipschitzClassifier`).
     conv_channels : tuple of int, default=(16, 32)
-    activation : {"groupsort", "fullsort", "relu"}, default="groupsort"
+    activation : {"groupsort", "groupsort4", "groupsort8", "fullsort", "relu"}, default="groupsort8"
+        Groups of 8 by default: they fit distance-like targets (``||x||``: R²
+        0.997 against 0.988 with pairs, ``benchmarks/regression.py``); see
+        :func:`sklip.nn.make_activation`.
     lipschitz_constant : float or "auto", default="auto"
         ``K``, in units of ``y`` per unit of ``X``. "auto" measures it on the
         training data: 1.2 times the gradient's root-mean-square norm,
@@ -123,7 +126,7 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
         hidden_layer_sizes=(128, 128),
         image_shape=None,
         conv_channels=(16, 32),
-        activation="groupsort",
+        activation="groupsort8",
         lipschitz_constant="auto",
         loss="squared_error",
         max_epochs=200,

@@ -237,7 +237,7 @@ def test_pipeline_grid_search_over_the_constant():
     y = X[:, 0] + X[:, 1] / 10
     pipe = make_pipeline(
         StandardScaler(),
-        LipschitzRegressor(hidden_layer_sizes=(16,), max_epochs=30, random_state=0),
+        LipschitzRegressor(hidden_layer_sizes=(16,), max_epochs=100, random_state=0),
     )
     search = GridSearchCV(pipe, {"lipschitzregressor__lipschitz_constant": [0.1, 2.0]},
                           cv=3).fit(X, y)  # fmt: skip

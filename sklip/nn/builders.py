@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from numbers import Integral
 
@@ -15,22 +16,35 @@ from .layers import ImageView, L2NormPool2d, LipschitzConv2d, LipschitzLinear, c
 
 __all__ = ["ACTIVATIONS", "lipschitz_cnn", "lipschitz_mlp", "make_activation"]
 
-ACTIVATIONS = ("groupsort", "fullsort", "relu")
+ACTIVATIONS = ("groupsort", "groupsort4", "groupsort8", "fullsort", "relu")
+_GROUP_SIZES = {"groupsort": 2, "groupsort4": 4, "groupsort8": 8}
 
 
-def make_activation(name: str) -> nn.Module:
-    """The activation called ``name``: "groupsort" (MaxMin), "fullsort" or "relu".
+def make_activation(name: str, width: int | None = None) -> nn.Module:
+    """The activation called ``name``, for a layer of ``width`` features.
+
+    "groupsort" sorts pairs (MaxMin); "groupsort4" and "groupsort8" sort
+    groups of 4 and 8 features, or, in a layer whose width the group size
+    does not divide, groups of the largest of 4 and 2 that does (an odd width
+    is refused by the builders); "fullsort" sorts the whole layer; "relu".
+    Larger groups represent distance-like functions (cones, whose gradient
+    has norm 1 everywhere) that pairs only approach from below.
 
     Examples
     --------
     >>> from sklip.nn import make_activation
     >>> make_activation("groupsort")
     GroupSort(group_size=2)
+    >>> make_activation("groupsort8", width=128), make_activation("groupsort8", width=12)
+    (GroupSort(group_size=8), GroupSort(group_size=4))
     >>> make_activation("fullsort")
     FullSort()
     """
-    if name == "groupsort":
-        return GroupSort(2)
+    if name in _GROUP_SIZES:
+        size = _GROUP_SIZES[name]
+        if width is not None:
+            size = math.gcd(size, int(width))
+        return GroupSort(max(size, 2))
     if name == "fullsort":
         return FullSort()
     if name == "relu":
@@ -60,8 +74,8 @@ def lipschitz_mlp(
     hidden_layer_sizes : sequence of int
         Widths of the hidden layers (may be empty: a linear model).
     n_outputs : int
-    activation : {"groupsort", "fullsort", "relu"}, default="groupsort"
-        "groupsort" sorts pairs, so it needs even widths.
+    activation : {"groupsort", "groupsort4", "groupsort8", "fullsort", "relu"}, default="groupsort"
+        See :func:`make_activation`; the GroupSort ones need even widths.
     power_iterations : int, default=1
         Passed to every hidden layer.
     bjorck_iterations : int, default=1
@@ -103,7 +117,7 @@ def lipschitz_mlp(
                 bjorck_iterations=bjorck_iterations,
                 generator=generator,
             ),
-            make_activation(activation),
+            make_activation(activation, width),
         ]
         previous = width
     layers.append(
@@ -143,7 +157,7 @@ def lipschitz_cnn(
     hidden_layer_sizes : sequence of int
         Widths of the dense head.
     n_outputs : int
-    activation : {"groupsort", "fullsort", "relu"}, default="groupsort"
+    activation : {"groupsort", "groupsort4", "groupsort8", "fullsort", "relu"}, default="groupsort"
     kernel_size : int, default=3
     pooling : bool, default=True
     conv : {"aol", "cayley", "bound"}, default="aol"
@@ -188,7 +202,7 @@ def lipschitz_cnn(
         layer = CONVOLUTIONS[conv](
             channels, out_channels, kernel_size, input_size=size, generator=generator, **options
         )
-        layers += [layer, make_activation(activation)]
+        layers += [layer, make_activation(activation, out_channels)]
         channels = out_channels
         if pooling and min(size) >= 2:
             if downsampling == "pool":
@@ -233,9 +247,9 @@ def _check_widths(widths: Sequence[int], name: str, activation: str) -> tuple[in
         _check_positive(width, f"every entry of {name}")
     values = tuple(int(width) for width in values)
     for width in values:
-        if activation == "groupsort" and width % 2:
+        if activation in _GROUP_SIZES and width % 2:
             raise ValueError(
-                f"{name} has the odd width {width}: activation='groupsort' sorts pairs, "
-                "so every width must be even."
+                f"{name} has the odd width {width}: activation={activation!r} sorts groups "
+                "of an even number of features, so every width must be even."
             )
     return values

@@ -67,6 +67,7 @@ def test_cnn_with_cayley_and_odd_sizes_crops_before_unshuffling():
         (lambda: lipschitz_mlp(4, (8,), 1, "tanh"), "activation"),
         (lambda: lipschitz_cnn((1, 8), (4,), (8,), 1), "image_shape"),
         (lambda: lipschitz_cnn((1, 8, 8), (3,), (8,), 1), "odd width 3"),
+        (lambda: lipschitz_mlp(4, (16, 9), 1, "groupsort8"), "odd width 9.*'groupsort8'"),
     ],
 )
 def test_impossible_networks_are_refused_with_a_clear_message(call, message):
@@ -82,3 +83,18 @@ def test_sklip_nn_does_not_import_scikit_learn():
     code = "import sys, sklip.nn; print(any(m.startswith('sklearn') for m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_larger_groups_sort_groups_of_features_the_width_allows():
+    # groups of 8 where 8 divides the width, else of 4, else pairs
+    net = lipschitz_mlp(3, (16, 12, 6), 2, "groupsort8")
+    assert [layer.group_size for layer in net if isinstance(layer, GroupSort)] == [8, 4, 2]
+    assert [layer.group_size for layer in lipschitz_mlp(3, (16, 6), 1, "groupsort4")
+            if isinstance(layer, GroupSort)] == [4, 2]  # fmt: skip
+    cnn = lipschitz_cnn((1, 4, 4), (8,), (4,), 2, activation="groupsort8")
+    assert [layer.group_size for layer in cnn if isinstance(layer, GroupSort)] == [8, 4]
+    # Each group of 8 comes out sorted: the layer is a permutation of its input.
+    x = torch.randn(5, 16)
+    y = GroupSort(8)(x)
+    assert torch.equal(y.sort(dim=1).values, x.sort(dim=1).values)
+    assert torch.equal(y, x.reshape(5, 8, 2).sort(dim=1).values.reshape(5, 16))
