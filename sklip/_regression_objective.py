@@ -88,8 +88,7 @@ def auto_lipschitz_constant(
     than 1.5 or 2 on diabetes, friedman1 and the norm. A target with no
     measurable slope gets the floor ``std(y) / std(x)`` (summed variances:
     the network may move by one standard deviation of ``y`` across the spread
-    of ``x``);
-    a constant target, or a single distinct row, gets 1.
+    of ``x``); a constant target, or a single distinct row, gets 1.
     """
     rows = sample_rows(np.zeros(len(X), dtype=np.intp), weights, rng)
     Z, targets, weights = np.asarray(X[rows], dtype=np.float64), Y[rows], weights[rows]
