@@ -55,6 +55,7 @@ HOST_ATTRIBUTES = {
     "padding", "stride", "lipschitz_constant", "error_growth", "n_outputs", "type",
     "index", "lipschitz", "relative", "absolute", "input_size", "output_size", "scale",
     "groups", "dilation", "padding_mode", "image_shape", "group_size",
+    "output_lipschitz_constants",
 }  # fmt: skip
 HOST_BUILTINS = {"float", "int", "bool", "len", "str", "repr", "isinstance", "hasattr", "id"}
 HOST_METHODS = {"item", "tolist", "numel", "dim", "data_ptr", "is_floating_point", "size"}

@@ -242,7 +242,8 @@ class FrozenNetwork:
         each one does.
         """
         weight = self.module[-1].weight.detach().double().cpu()
-        rows = torch.linalg.vector_norm(weight, dim=1).numpy() * rounding_slack(*weight.shape)
+        norms = torch.linalg.vector_norm(weight, dim=1)  # on the CPU: one row each
+        rows = np.array([float(norm) for norm in norms]) * rounding_slack(*weight.shape)
         before = math.prod(layer.lipschitz for layer in self._layers[:-1])
         bounds = rows * before * (1.0 + 2.0 * len(self._layers) * UNIT_ROUNDOFF)
         return np.minimum(bounds, self.lipschitz_constant)
