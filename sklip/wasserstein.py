@@ -64,10 +64,12 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
     image_shape : tuple (C, H, W) or None, default=None
         Convolutional critic for images, as in :class:`LipschitzClassifier`.
     conv_channels : tuple of int, default=(16, 32)
-    activation : {"groupsort", "groupsort4", "groupsort8", "fullsort", "relu"}, default="groupsort8"
-        Groups of 8 by default: an optimal potential is often a cone (a point
-        mass against a cloud: the distance to the point), which pairs approach
-        from below (measured in ``benchmarks/wasserstein_accuracy.py``); see
+    activation : {"groupsort", "groupsort4", "groupsort8", "fullsort", "relu"}, default="groupsort"
+        "groupsort8" estimates cone-shaped potentials better (a point mass
+        against a cloud, a radial scaling: 1 to 5 % low instead of 3 to 8 %,
+        ``benchmarks/RESULTS.md``) and makes :func:`sklip.wasserstein_test`
+        far more powerful against a change of scale, at 2 to 2.5 times the
+        time per epoch and more memory on the CPU; see
         :func:`sklip.nn.make_activation`.
     alpha : float, default=0.0
         Hinge weight; 0 gives the pure Kantorovich-Rubinstein critic.
@@ -144,7 +146,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         hidden_layer_sizes=(128, 128),
         image_shape=None,
         conv_channels=(16, 32),
-        activation="groupsort8",
+        activation="groupsort",
         alpha=0.0,
         margin=1.0,
         max_epochs=100,
