@@ -174,23 +174,30 @@ def nearest_other_row(Z: np.ndarray) -> np.ndarray:
     return nearest
 
 
-def nearest_other_rows(Z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's ``k`` nearest *other* rows (fewer if ``Z`` has fewer), with squared distances.
+def nearest_other_rows(Z: np.ndarray, k: int) -> np.ndarray:
+    """Indices ``(n, min(k, n - 1))`` of each row's ``k`` nearest *other* rows.
 
-    Returns ``(neighbours, squared)``, both of shape ``(n, min(k, n - 1))``.
-    The neighbours are searched on centred rows and the distances recomputed
-    from the differences, for the reason :func:`auto_margin` gives; a
-    duplicated row finds its twin at distance 0.
+    Searched on centred rows, for the reason :func:`auto_margin` gives (read
+    the distances with :func:`squared_differences`, from the rows
+    themselves); a duplicated row finds its twin.
     """
     k = min(k, len(Z) - 1)
     if k < 1:
-        return np.empty((len(Z), 0), dtype=np.intp), np.empty((len(Z), 0))
+        return np.empty((len(Z), 0), dtype=np.intp)
     centred = Z - Z.mean(axis=0)
-    neighbours = NearestNeighbors(n_neighbors=k).fit(centred).kneighbors(return_distance=False)
-    # One neighbour rank at a time: (n, k, d) differences at once would take
-    # 4096 x 10 x 784 floats for digit images.
-    squared = np.stack([np.square(Z[neighbours[:, j]] - Z).sum(axis=1) for j in range(k)], axis=1)
-    return neighbours, squared
+    return NearestNeighbors(n_neighbors=k).fit(centred).kneighbors(return_distance=False)
+
+
+def squared_differences(values: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """``||values[neighbours[i, j]] - values[i]||^2`` for every row ``i`` and rank ``j``.
+
+    One rank at a time: the ``(n, k, d)`` differences at once would take
+    4096 x 10 x 784 floats for digit images.
+    """
+    columns = [
+        np.square(values[neighbours[:, j]] - values).sum(axis=1) for j in range(neighbours.shape[1])
+    ]
+    return np.stack(columns, axis=1) if columns else np.empty((len(values), 0))
 
 
 def one_class_margin(X: np.ndarray, weights: np.ndarray, rng: np.random.RandomState) -> float:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ._margin import nearest_other_rows, sample_rows
+from ._margin import nearest_other_rows, sample_rows, squared_differences
 
 LOSSES = ("squared_error", "huber", "absolute_error")
 AUTO_NEIGHBOURS = 10
@@ -96,14 +96,9 @@ def auto_lipschitz_constant(
     x_spread = _total_spread(Z, weights)
     if y_spread == 0 or x_spread == 0:
         return 1.0
-    neighbours, squared_distance = nearest_other_rows(Z, AUTO_NEIGHBOURS)
-    squared_rise = np.stack(
-        [
-            np.square(targets[neighbours[:, j]] - targets).sum(axis=1)
-            for j in range(neighbours.shape[1])
-        ],
-        axis=1,
-    )
+    neighbours = nearest_other_rows(Z, AUTO_NEIGHBOURS)
+    squared_distance = squared_differences(Z, neighbours)
+    squared_rise = squared_differences(targets, neighbours)
     pair_weights = weights[:, None] * weights[neighbours]
     _, slope_squared = variogram_fit(
         squared_distance.ravel(), squared_rise.ravel(), pair_weights.ravel()
