@@ -31,6 +31,7 @@ from sklearn.utils.validation import (
 )
 from torch import nn
 
+from ._adam import Adam, adam
 from ._device import resolve_device, to_numpy
 from ._inputs import (
     check_exactly_representable,
@@ -47,7 +48,6 @@ from ._training import (
     Objective,
     StoppingRule,
     TrainingSet,
-    adam,
     at_most_threads,
     seeds,
     train,
@@ -283,11 +283,11 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
             self._fitted_architecture = self._architecture()
         return module.to(self.device_), history, n_iter
 
-    def _optimizer_for(self, module: nn.Module, resume: bool) -> torch.optim.Adam:
+    def _optimizer_for(self, module: nn.Module, resume: bool) -> Adam:
         """Adam over ``module``; with ``resume``, carrying on from the last fit's moments.
 
         The moments and step counts come from ``_optimizer_state`` (kept after
-        every fit and partial_fit); the settings (learning rate, fused kernel)
+        every fit and partial_fit); the settings (the learning rate)
         are today's, so ``set_params(learning_rate=...)`` between two
         ``partial_fit`` calls takes effect. The saved state is copied: a call
         that raises leaves it as it was.
@@ -305,7 +305,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         module: nn.Module,
         history: list[dict[str, float]],
         n_iter: int,
-        optimizer: torch.optim.Optimizer,
+        optimizer: Adam,
     ) -> None:
         """Make a trained network the fitted one: freeze it, then assign everything.
 

@@ -68,21 +68,22 @@ def build(specs: list[dict[str, Any]], arrays: dict[str, np.ndarray]) -> nn.Sequ
             value = arrays.get(key)
             if value is None or value.shape != tuple(parameter.shape):
                 raise ValueError(f"The file's weight {key!r} is missing or of the wrong shape.")
-            with torch.no_grad():
-                parameter.copy_(torch.from_numpy(np.asarray(value, dtype=np.float64)))
-            parameter.requires_grad_(False)
+            weights = torch.from_numpy(np.array(value, dtype=np.float64))  # a copy
+            setattr(layer, name, nn.Parameter(weights, requires_grad=False))
         layers.append(layer)
     return nn.Sequential(*layers).eval()
 
 
 def _build_layer(spec: dict[str, Any]) -> nn.Module:
     kind = spec.get("type")
-    options = {"dtype": torch.float64}
+    # On the meta device: no initialisation drawn from torch's RNG, and the
+    # parameters are replaced by the file's (build).
+    options = {"dtype": torch.float64, "device": "meta"}
     if kind == "Linear":
-        return nn.utils.skip_init(nn.Linear, spec["in"], spec["out"], bias=spec["bias"], **options)
+        return nn.Linear(spec["in"], spec["out"], bias=spec["bias"], **options)
     if kind == "Conv2d":
-        return nn.utils.skip_init(
-            nn.Conv2d, spec["in"], spec["out"], tuple(spec["kernel_size"]),
+        return nn.Conv2d(
+            spec["in"], spec["out"], tuple(spec["kernel_size"]),
             stride=tuple(spec["stride"]), padding=tuple(spec["padding"]),
             padding_mode=spec["padding_mode"], bias=spec["bias"], **options,
         )  # fmt: skip

@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklip import LipschitzClassifier
+from sklip._adam import Adam
 
 EXPECTED_FAILED_CHECKS = {
     "check_sample_weight_equivalence_on_dense_data": (
@@ -248,7 +249,7 @@ def test_keyboard_interrupt_keeps_the_last_completed_epoch(monkeypatch):
     X, y = _blobs()
     steps_per_epoch = 2  # 120 samples, batch size 64
     reference = _small(max_epochs=2, batch_size=64, n_iter_no_change=100).fit(X, y)
-    original_step = torch.optim.Adam.step
+    original_step = Adam.step
     calls = {"n": 0}
 
     def step(self, *args, **kwargs):
@@ -257,7 +258,7 @@ def test_keyboard_interrupt_keeps_the_last_completed_epoch(monkeypatch):
             raise KeyboardInterrupt
         return original_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    monkeypatch.setattr(Adam, "step", step)
     with pytest.warns(UserWarning, match="interrupted"):
         clf = _small(max_epochs=10, batch_size=64, n_iter_no_change=100).fit(X, y)
     assert clf.n_iter_ == 2

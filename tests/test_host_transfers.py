@@ -76,6 +76,9 @@ TORCH_FITTED_ATTRIBUTES = {"module_", "network_", "device_"}
 
 # Reviewed tensors made on the CPU on purpose: (file, function, call) -> why it is safe.
 CPU_BY_DESIGN = {
+    ("_adam.py", "state_dict", "torch.tensor"): (
+        "the step count, a CPU scalar as in torch.optim.Adam's own (non-fused) state"
+    ),
     ("_base.py", "_training_set", "torch.as_tensor"): (
         "the HKR coefficients are computed on the CPU, then moved by .to(self.device_)"
     ),
