@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -76,12 +77,47 @@ def test_images_benchmark_runs_at_smoke_size():
 def test_wasserstein_accuracy_suite_runs_at_smoke_size():
     output = run_benchmark("wasserstein_accuracy.py", "--smoke", "--no-record")
     rows = [line.split("|") for line in output.splitlines() if line.startswith("| ")]
-    assert [row[1].strip() for row in rows] == ["shift", "radial", "point mass", "cones"]
+    cases = ["shift", "radial", "point mass", "cones", "digits"]
+    assert [row[1].strip() for row in rows] == cases
+    assert rows[-1][2].strip() == "64"  # the image case keeps its own dimension
     for row in rows:
         truth = float(row[4])
         estimate = float(row[5].split()[0])
         assert 0.5 * truth < estimate < 1.5 * truth  # 100 rows per set: rough
         assert "(covers)" in row[6] and float(row[6].split()[0]) >= 0  # seed 0: covered
+
+
+def _benchmark_module(name: str):
+    sys.path.insert(0, str(BENCHMARKS))  # the scripts import _record by name
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+def test_the_digits_case_moves_each_image_along_an_optimal_plan():
+    """Its stated W1 is the cost of its moves: no other plan is cheaper.
+
+    On 300 images and their moved copies, the optimal assignment (exact OT
+    between equal-size uniform samples) costs exactly the mean move.
+    """
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    suite = _benchmark_module("wasserstein_accuracy")
+    images, moves = suite.digits_population()
+    assert images.shape == (1797, 64) and 0 <= images.min() and images.max() <= 1
+    pick = np.random.RandomState(0).choice(len(images), 300, replace=False)
+    P, Q = images[pick], images[pick] + suite.SHRINK * moves[pick]
+    cost = cdist(P, Q)
+    rows, cols = linear_sum_assignment(cost)
+    moved = np.linalg.norm(Q - P, axis=1).mean()
+    assert cost[rows, cols].mean() == pytest.approx(moved, rel=1e-9)
+    _, _, truth = suite.draw("digits", 64, 10, np.random.RandomState(0))
+    assert truth == pytest.approx(suite.SHRINK * np.linalg.norm(moves, axis=1).mean())
 
 
 def test_two_sample_benchmark_runs_at_smoke_size():
