@@ -17,6 +17,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .sorting_network import SIZES as NETWORK_SIZES
+from .sorting_network import group_sort_network
+
 __all__ = ["FullSort", "GroupSort", "MaxMin"]
 
 
@@ -51,6 +54,8 @@ class GroupSort(nn.Module):
             )
         if self.group_size == 2:
             return _maxmin(x)
+        if self.group_size in NETWORK_SIZES:
+            return group_sort_network(x, self.group_size)
         grouped = x.reshape(
             x.shape[0], self.group_size, n_features // self.group_size, *x.shape[2:]
         )

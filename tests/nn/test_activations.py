@@ -47,8 +47,55 @@ def test_maxmin_training_path_matches_the_exact_sort_and_routes_gradients():
     assert torch.allclose(tied, upstream[0, [0, 8]].sort().values, rtol=0, atol=1e-15)
 
 
+def _reference_sort(x: torch.Tensor, group_size: int) -> torch.Tensor:
+    return x.reshape(x.shape[0], group_size, -1).sort(dim=1).values.reshape(x.shape)
+
+
+@pytest.mark.parametrize("group_size", [4, 8])
+def test_sorting_network_sorts_every_binary_group(group_size):
+    # The 0-1 principle: a comparator network that sorts all 2^g vectors of
+    # zeros and ones sorts every input.
+    codes = torch.arange(2**group_size)
+    bits = ((codes[:, None] >> torch.arange(group_size)) & 1).double()  # (2^g, g)
+    x = bits.T.reshape(1, group_size, -1).expand(3, -1, -1).reshape(3, -1)
+    assert torch.equal(GroupSort(group_size)(x), _reference_sort(x, group_size))
+
+
+@pytest.mark.parametrize("group_size", [4, 8])
+@pytest.mark.parametrize("shape", [(33, 16), (5, 24, 3, 2), (2, 8)])
+def test_sorting_network_values_and_gradients_equal_torch_sort(group_size, shape):
+    """Exactly torch.sort's values, and its gradient routing, with and without autograd."""
+    generator = torch.Generator().manual_seed(group_size)
+    x = torch.randn(*shape, dtype=torch.float64, generator=generator)
+    x.view(shape[0], -1)[0, :group_size] = 0.5  # equal values (tied groups in 2-D shapes)
+    assert torch.equal(GroupSort(group_size)(x), _reference_sort(x, group_size))
+    upstream = torch.randn(*shape, dtype=torch.float64, generator=generator)
+    ours = x.clone().requires_grad_()
+    theirs = x.clone().requires_grad_()
+    out = GroupSort(group_size)(ours)
+    assert torch.equal(out, _reference_sort(x, group_size))
+    (out * upstream).sum().backward()
+    (_reference_sort(theirs, group_size) * upstream).sum().backward()
+    untied = torch.ones(shape, dtype=torch.bool).view(shape[0], -1)
+    untied[0, :group_size] = False
+    untied = untied.view(shape)
+    assert torch.equal(ours.grad[untied], theirs.grad[untied])
+    # In a tied group each upstream value reaches exactly one tied input.
+    assert torch.equal(ours.grad[~untied].sort().values, theirs.grad[~untied].sort().values)
+
+
+def test_sorting_network_leaves_its_input_alone():
+    x = torch.randn(4, 16, requires_grad=True)
+    before = x.detach().clone()
+    GroupSort(8)(x).sum().backward()
+    GroupSort(8)(x.detach())
+    assert torch.equal(x.detach(), before)
+
+
 @pytest.mark.parametrize(
-    "activation", [GroupSort(2), GroupSort(4), FullSort()], ids=["gs2", "gs4", "full"]
+    "activation",
+    [GroupSort(2), GroupSort(4), GroupSort(8), FullSort()],
+    ids=["gs2", "gs4", "gs8", "full"],
 )
 @pytest.mark.parametrize("shape", [(16, 8), (4, 8, 3, 3)])
 def test_sorting_activations_preserve_the_gradient_norm(activation, shape):
