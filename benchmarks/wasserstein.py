@@ -51,10 +51,6 @@ def run_case(method: str, n: int) -> dict:
 
     from sklip import WassersteinEstimator
 
-    # torch imports torch._dynamo (about 2.5 s here) when the first optimiser is
-    # built: a one-off import cost of the process, not of the training.
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-
     if method == "sklip":  # the estimator's input: both sets stacked, with their labels
         X, y = np.vstack((P, Q)), np.repeat([0, 1], n)
     baseline = _rss_mb()

@@ -475,8 +475,8 @@ PLANTED = {
     ),
     "from_numpy without .to": (
         "_base.py",
-        "X = torch.from_numpy(X).to(self.device_)",
-        "X = torch.from_numpy(X)",
+        "return torch.from_numpy(X).to(self.device_)",
+        "return torch.from_numpy(X)",
         "a tensor made on the CPU",
     ),
     "factory without device": (
