@@ -68,8 +68,8 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         "groupsort8" estimates cone-shaped potentials better (a point mass
         against a cloud, a radial scaling: 1 to 5 % low instead of 3 to 8 %,
         ``benchmarks/RESULTS.md``) and makes :func:`sklip.wasserstein_test`
-        far more powerful against a change of scale, at 2 to 2.5 times the
-        time per epoch and more memory on the CPU; see
+        far more powerful against a change of scale, at about 1.4 times the
+        time per epoch on the CPU; see
         :func:`sklip.nn.make_activation`.
     alpha : float, default=0.0
         Hinge weight; 0 gives the pure Kantorovich-Rubinstein critic.
