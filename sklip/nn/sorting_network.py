@@ -17,6 +17,7 @@ backward of that 2048 x 256 batch: 8 ms instead of 20 (measured, one thread).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -47,6 +48,12 @@ _NETWORKS: dict[int, list[_Layer]] = {
 SIZES = tuple(_NETWORKS)
 
 
+def _grouped(x: Tensor, group_size: int) -> Tensor:
+    """``x`` as ``(n, g, rest)``: member ``k`` of every group at ``[:, k]`` (sizes
+    spelt out, so that an empty batch reshapes too)."""
+    return x.reshape(x.shape[0], group_size, math.prod(x.shape[1:]) // group_size)
+
+
 def _pair(values: Tensor, layer: _Layer) -> tuple[Tensor, Tensor]:
     """The two views a layer compares (writable: they share ``values``' memory)."""
     shape, first, second = layer
@@ -73,7 +80,7 @@ def _exchange(values: Tensor, layer: _Layer, flags: bool = True) -> Tensor | Non
 class _GroupSortNetwork(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, group_size: int) -> Tensor:
-        values = x.reshape(x.shape[0], group_size, -1).clone()
+        values = _grouped(x, group_size).clone()
         swaps = [_exchange(values, layer) for layer in _NETWORKS[group_size]]
         ctx.save_for_backward(*swaps)
         ctx.group_size = group_size
@@ -81,7 +88,7 @@ class _GroupSortNetwork(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        grads = grad.reshape(grad.shape[0], ctx.group_size, -1).clone()
+        grads = _grouped(grad, ctx.group_size).clone()
         layers = _NETWORKS[ctx.group_size]
         for layer, swapped in zip(reversed(layers), reversed(ctx.saved_tensors), strict=True):
             to_low, to_high = _pair(grads, layer)
@@ -97,7 +104,7 @@ def group_sort_network(x: Tensor, group_size: int) -> Tensor:
     """Sort each strided group of ``group_size`` (4 or 8) features along dimension 1."""
     if torch.is_grad_enabled() and x.requires_grad:
         return _GroupSortNetwork.apply(x, group_size)
-    values = x.reshape(x.shape[0], group_size, -1).clone()
+    values = _grouped(x, group_size).clone()
     for layer in _NETWORKS[group_size]:
         _exchange(values, layer, flags=False)
     return values.reshape(x.shape)

@@ -84,6 +84,11 @@ def test_sorting_network_values_and_gradients_equal_torch_sort(group_size, shape
     assert torch.equal(ours.grad[~untied].sort().values, theirs.grad[~untied].sort().values)
 
 
+def test_sorting_network_takes_an_empty_batch():
+    for x in (torch.zeros(0, 16), torch.zeros(0, 16, 2, 2, requires_grad=True)):
+        assert GroupSort(8)(x).shape == x.shape
+
+
 def test_sorting_network_leaves_its_input_alone():
     x = torch.randn(4, 16, requires_grad=True)
     before = x.detach().clone()
