@@ -64,13 +64,14 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
     image_shape : tuple (C, H, W) or None, default=None
         Convolutional critic for images, as in :class:`LipschitzClassifier`.
     conv_channels : tuple of int, default=(16, 32)
-    activation : {"groupsort", "groupsort4", "groupsort8", "fullsort", "relu"}, default="groupsort"
-        "groupsort8" estimates cone-shaped potentials better (a point mass
-        against a cloud, a radial scaling: 1 to 5 % low instead of 3 to 8 %,
-        ``benchmarks/RESULTS.md``) and makes :func:`sklip.wasserstein_test`
-        far more powerful against a change of scale, at about 1.4 times the
-        time per epoch on the CPU; see
-        :func:`sklip.nn.make_activation`.
+    activation : {"groupsort", "groupsort4", "groupsort8", "fullsort", "relu"}, default="groupsort8"
+        Groups of 8 sorted features. Optimal potentials are often cone-shaped
+        (a point mass against a cloud, a radial scaling), and groups of 8
+        approximate cones far better than pairs: on such cases the estimate
+        comes out 1 to 5 % low where pairs ("groupsort") give 3 to 8 %, and
+        :func:`sklip.wasserstein_test` is far more powerful against a change
+        of scale (``benchmarks/RESULTS.md``). Pairs cost about 1/1.4 of the
+        time per epoch on the CPU; see :func:`sklip.nn.make_activation`.
     alpha : float, default=0.0
         Hinge weight; 0 gives the pure Kantorovich-Rubinstein critic.
     margin : float or "auto", default=1.0
@@ -146,7 +147,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         hidden_layer_sizes=(128, 128),
         image_shape=None,
         conv_channels=(16, 32),
-        activation="groupsort",
+        activation="groupsort8",
         alpha=0.0,
         margin=1.0,
         max_epochs=100,
