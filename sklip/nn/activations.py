@@ -29,7 +29,10 @@ class GroupSort(nn.Module):
     Parameters
     ----------
     group_size : int, default=2
-        Must divide the number of features (dimension 1) of the input.
+        Must divide the number of features (dimension 1) of the input. Groups
+        of 2, 4 and 8 take fast paths with ``torch.sort``'s exact values (pairs
+        compared elementwise; a sorting network, :mod:`sklip.nn.sorting_network`);
+        other sizes call ``torch.sort``.
 
     Examples
     --------
