@@ -168,8 +168,3 @@ class Adam:
                 saved[key].to(device=parameter.device, dtype=parameter.dtype, copy=True)
                 for key in ("exp_avg", "exp_avg_sq")
             )
-
-
-def adam(parameters: Iterable[nn.Parameter], learning_rate: float) -> Adam:
-    """Adam over ``parameters`` at ``learning_rate``, torch's default betas and eps."""
-    return Adam(parameters, lr=learning_rate)

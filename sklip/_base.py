@@ -31,7 +31,7 @@ from sklearn.utils.validation import (
 )
 from torch import nn
 
-from ._adam import Adam, adam
+from ._adam import Adam
 from ._device import resolve_device, to_numpy
 from ._inputs import (
     check_exactly_representable,
@@ -289,14 +289,14 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         The moments and step counts come from ``_optimizer_state`` (kept after
         every fit and partial_fit); the settings (the learning rate)
         are today's, so ``set_params(learning_rate=...)`` between two
-        ``partial_fit`` calls takes effect. The saved state is copied: a call
-        that raises leaves it as it was.
+        ``partial_fit`` calls takes effect. The saved state is only read (its
+        moments are copied): a call that raises leaves it as it was.
         """
-        optimizer = adam(module.parameters(), self.learning_rate)
+        optimizer = Adam(module.parameters(), lr=self.learning_rate)
         state = getattr(self, "_optimizer_state", None) if resume else None
         if state is not None:
             settings = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
-            optimizer.load_state_dict(copy.deepcopy(state))
+            optimizer.load_state_dict(state)  # copies the moments, changes nothing in state
             optimizer.param_groups[0].update(settings)
         return optimizer
 

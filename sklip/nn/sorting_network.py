@@ -77,11 +77,17 @@ def _exchange(values: Tensor, layer: _Layer, flags: bool = True) -> Tensor | Non
     return swapped
 
 
+def _sorted_groups(x: Tensor, group_size: int, flags: bool) -> tuple[Tensor, list]:
+    """A sorted ``(n, g, rest)`` copy of ``x``, and each layer's swap flags if asked."""
+    values = _grouped(x, group_size).clone()
+    swaps = [_exchange(values, layer, flags) for layer in _NETWORKS[group_size]]
+    return values, swaps
+
+
 class _GroupSortNetwork(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, group_size: int) -> Tensor:
-        values = _grouped(x, group_size).clone()
-        swaps = [_exchange(values, layer) for layer in _NETWORKS[group_size]]
+        values, swaps = _sorted_groups(x, group_size, flags=True)
         ctx.save_for_backward(*swaps)
         ctx.group_size = group_size
         return values.reshape(x.shape)
@@ -104,7 +110,4 @@ def group_sort_network(x: Tensor, group_size: int) -> Tensor:
     """Sort each strided group of ``group_size`` (4 or 8) features along dimension 1."""
     if torch.is_grad_enabled() and x.requires_grad:
         return _GroupSortNetwork.apply(x, group_size)
-    values = _grouped(x, group_size).clone()
-    for layer in _NETWORKS[group_size]:
-        _exchange(values, layer, flags=False)
-    return values.reshape(x.shape)
+    return _sorted_groups(x, group_size, flags=False)[0].reshape(x.shape)
