@@ -42,6 +42,7 @@ Run: ``python benchmarks/wasserstein_accuracy.py [--dims 2 8 ...] [--sizes 300 2
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import time
 
@@ -72,19 +73,15 @@ def to_nearest_centre(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return centres[squared.argmin(axis=1)] - X
 
 
-_DIGITS: list[np.ndarray] = []
-
-
+@functools.cache
 def digits_population() -> tuple[np.ndarray, np.ndarray]:
     """The 1797 digit images in [0, 1] and each one's vector to its nearest class mean."""
-    if not _DIGITS:
-        from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits
 
-        images, labels = load_digits(return_X_y=True)
-        images = images / 16.0
-        means = np.stack([images[labels == k].mean(axis=0) for k in range(10)])
-        _DIGITS.extend((images, to_nearest_centre(images, means)))
-    return _DIGITS[0], _DIGITS[1]
+    images, labels = load_digits(return_X_y=True)
+    images = images / 16.0
+    means = np.stack([images[labels == k].mean(axis=0) for k in range(10)])
+    return images, to_nearest_centre(images, means)
 
 
 _CONE_W1: dict[int, float] = {}

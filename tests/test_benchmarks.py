@@ -23,11 +23,19 @@ def run_benchmark(script: str, *args: str) -> str:
     return result.stdout
 
 
-def _record_module():
-    spec = importlib.util.spec_from_file_location("_record", BENCHMARKS / "_record.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def _benchmark_module(name: str):
+    sys.path.insert(0, str(BENCHMARKS))  # the scripts import _record by name
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
     return module
+
+
+def _record_module():
+    return _benchmark_module("_record")
 
 
 def test_record_replaces_only_its_own_block(tmp_path):
@@ -85,17 +93,6 @@ def test_wasserstein_accuracy_suite_runs_at_smoke_size():
         estimate = float(row[5].split()[0])
         assert 0.5 * truth < estimate < 1.5 * truth  # 100 rows per set: rough
         assert "(covers)" in row[6] and float(row[6].split()[0]) >= 0  # seed 0: covered
-
-
-def _benchmark_module(name: str):
-    sys.path.insert(0, str(BENCHMARKS))  # the scripts import _record by name
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
 
 
 def test_the_digits_case_moves_each_image_along_an_optimal_plan():
