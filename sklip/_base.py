@@ -149,8 +149,8 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         weights)`` (a function of the network being trained, higher is
         better). Returns the ``(X, labels, weights)`` triples of all the data,
         of the training part and of the held-out part (None without early
-        stopping). Callers are :func:`atomic`: whatever raises, nothing set
-        here survives.
+        stopping), and the validation score (None likewise). Callers are
+        :func:`atomic`: whatever raises, nothing set here survives.
         """
         warm = self.warm_start and hasattr(self, "module_")
         X, y = self._validate_X(X, y, reset=not warm)
@@ -169,7 +169,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         data = self._training_set(*train, n_outputs)
         objective = HKRObjective(self.alpha, self.margin_)
         self._fit_network(data, objective, n_outputs, validation_score, rng)
-        return full, train, held_out
+        return full, train, held_out, validation_score
 
     def _margin_for(
         self,
@@ -313,8 +313,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         reads from now on; building it refuses a diverged network (weights or
         bound not finite, or a zero bound) before anything is assigned.
         """
-        with at_most_threads(1):  # the eval-mode weights do not depend on the thread count
-            network = FrozenNetwork(module, self.n_features_in_)
+        network = self._frozen(module)
         self.module_, self.network_ = module, network
         self.history_, self.n_iter_ = history, n_iter
         self.loss_curve_ = [record["loss"] for record in history]
@@ -325,6 +324,11 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         elif hasattr(self, "pairwise_lipschitz_constant_"):
             del self.pairwise_lipschitz_constant_
         self._optimizer_state = optimizer.state_dict()
+
+    def _frozen(self, module: nn.Module) -> FrozenNetwork:
+        """The float64 network that predicts and certifies for a trained ``module``."""
+        with at_most_threads(1):  # the eval-mode weights do not depend on the thread count
+            return FrozenNetwork(module, self.n_features_in_)
 
     # ----------------------------------------------------------- partial_fit
     def _partial_fit_hkr(
@@ -449,7 +453,9 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
                 outputs[start : start + _PREDICT_CHUNK] = to_numpy(module(chunk))
         return outputs
 
-    def _evaluate(self, X: np.ndarray, *, bounds: bool = False) -> Any:
+    def _evaluate(
+        self, X: np.ndarray, *, bounds: bool = False, network: FrozenNetwork | None = None
+    ) -> Any:
         """The fitted network on validated ``X``: its outputs, and with ``bounds`` their rounding.
 
         Returns the outputs ``(n, n_outputs)``, or with ``bounds`` the triple
@@ -457,10 +463,11 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         :class:`~sklip.nn.FrozenOutputs`); all float64, computed by the frozen
         network (the same arithmetic either way), so each row's result does
         not depend on which rows share its batch. Outputs that overflowed to
-        NaN raise.
+        NaN raise. ``network`` replaces the fitted one (``network_``).
         """
+        network = self.network_ if network is None else network
         n = X.shape[0]
-        outputs = np.empty((n, self.network_.n_outputs))
+        outputs = np.empty((n, network.n_outputs))
         error, certificate = (np.empty(n), np.empty(n)) if bounds else (None, None)
         # Written into preallocated arrays: a list of per-chunk results
         # interleaved with the chunks' temporaries fragmented the heap (measured:
@@ -472,9 +479,9 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
             # map) stays untouched.
             chunk = torch.tensor(X[rows], dtype=torch.float64, device=self.device_)
             if not bounds:
-                outputs[rows] = to_numpy(self.network_.outputs(chunk))
+                outputs[rows] = to_numpy(network.outputs(chunk))
                 continue
-            result = self.network_(chunk)
+            result = network(chunk)
             outputs[rows] = to_numpy(result.outputs)
             error[rows] = to_numpy(result.error)
             certificate[rows] = to_numpy(result.certificate_error)
@@ -503,9 +510,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         check_is_fitted(self, "network_")
         return copy.deepcopy(self.network_.module)
 
-    def to_onnx(
-        self, path: Any = None, *, dtype: str = "float64", with_radius: bool = True
-    ) -> Any:
+    def to_onnx(self, path: Any = None, *, dtype: str = "float64", with_radius: bool = True) -> Any:
         """The fitted estimator as an ONNX model, its certificate inside.
 
         See :func:`sklip.to_onnx`, which this calls, for the outputs and the

@@ -173,7 +173,7 @@ def train(
     completed epoch to keep, and a loop over chunks must stop.
     """
     draw = data if callable(data) else None
-    best_state = last_state = _snapshot(module)
+    best_state = last_state = snapshot(module)
     progress = _progress(max_epochs, verbose)
     completed = 0
     rows = batch_size if draw is not None else min(batch_size, len(data))
@@ -203,7 +203,7 @@ def train(
                 improved, stop = stopping.update(-record["loss"])
             record["epoch_time"] = time.perf_counter() - started
             history.append(record)
-            last_state = _snapshot(module)
+            last_state = snapshot(module)
             if improved:
                 best_state = last_state
             _report(progress, record, verbose)
@@ -307,7 +307,7 @@ def at_most_threads(limit: int | None) -> Iterator[None]:
                 torch.set_num_threads(_threads_before)
 
 
-def _snapshot(module: nn.Module) -> dict[str, Tensor]:
+def snapshot(module: nn.Module) -> dict[str, Tensor]:
     return {key: value.detach().clone() for key, value in module.state_dict().items()}
 
 

@@ -189,7 +189,7 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         -------
         self
         """
-        _, train, _ = self._fit_hkr(X, y, sample_weight)
+        _, train, _, _ = self._fit_hkr(X, y, sample_weight)
         self._after_training(*train)
         return self
 

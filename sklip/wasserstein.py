@@ -13,7 +13,6 @@ between the two empirical measures.
 from __future__ import annotations
 
 import copy
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -22,15 +21,13 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import LipschitzEstimatorBase
-from ._dual import certified_lower_bound, confidence_lower_bound, dual_value, midpoint
+from ._dual import certified_lower_bound, dual_value, midpoint
+from ._held_out_bound import HeldOutCritics
 from ._inputs import checked_weights
 from ._state import atomic
 from ._streaming import check_two_sets, streamed_wasserstein
 
 __all__ = ["WassersteinEstimator", "wasserstein_distance"]
-
-
-CONFIDENCE_RISK = 0.05  # confidence_lower_bound_ holds with probability >= 95 %
 
 
 class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
@@ -114,16 +111,16 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
     confidence_lower_bound_ : float
         With early stopping: a lower bound of the *population* :math:`W_1`
         (of the distributions the sets were drawn from), holding with
-        probability at least 95 % (asymptotically). The held-out rows never
-        trained the critic, so its dual value on them estimates
-        :math:`E_Q f - E_P f \le W_1` without bias; the bound subtracts
-        :math:`z` standard errors, with :math:`z` for a risk of
-        :math:`0.05 / (2\,\mathrm{max\_epochs})`: the held-out rows also
-        chose the best epoch of the training trajectory (and the sign of the
-        critic), and the union bound over those candidates keeps the level.
+        probability at least 95 % (asymptotically). A quarter of the held-out
+        rows picks the best epoch (and sign) of the training trajectory; the
+        other three quarters, which neither trained nor chose, evaluate that
+        critic ``f``: its dual value there estimates
+        :math:`E_Q f - E_P f \le W_1` without bias, and the bound subtracts
+        1.645 standard errors (central limit theorem). This critic may be
+        another epoch than the published one, which all held-out rows chose.
         Floored at 0. NaN after a warm start (the earlier critic may have
-        seen the held-out rows);
-        :func:`sklip.wasserstein_test` gives a bound at any level.
+        seen the held-out rows) and when the bounding rows hold fewer than 2
+        of a set; :func:`sklip.wasserstein_test` gives a bound at any level.
     validation_distance_ : float
         Dual value on the held-out part only (with early stopping). The best
         epoch is chosen by this same value, so it is biased upwards as an
@@ -205,13 +202,12 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         self
         """
         warm = self.warm_start and hasattr(self, "module_")
-        full, _, held_out = self._fit_hkr(X, y, sample_weight)
-        # The held-out rows chose among the critics of the training trajectory,
-        # which does not depend on them: at most max_epochs epochs, each with
-        # either sign. (Not the epochs run: when to stop depended on them.) A
-        # warm start began from a critic that may have seen them: no bound.
-        candidates = None if warm else 2 * self.max_epochs
-        self._summarise(*full, held_out=held_out, candidates=candidates)
+        full, _, held_out, critics = self._fit_hkr(X, y, sample_weight)
+        self._summarise(*full, held_out=held_out)
+        if held_out is not None:
+            # A warm start began from a critic that may have seen the held-out
+            # rows: no bound.
+            self.confidence_lower_bound_ = float("nan") if warm else self._held_out_bound(critics)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -261,7 +257,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         """What follows a ``partial_fit`` epoch: the chunk's figures."""
         self._summarise(X, labels, weights, held_out=None)
 
-    def _summarise(self, X, labels, weights, held_out, candidates=None) -> None:
+    def _summarise(self, X, labels, weights, held_out) -> None:
         """``distance_``, ``lower_bound_``, ``offset_`` (and the held-out value) of the critic.
 
         The critic is first oriented: if its dual value on these sets is
@@ -287,33 +283,30 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         )
         if held_out is not None:
             X_val, labels_val, weights_val = held_out
-            outputs, error_val, _ = self._evaluate(X_val, bounds=True)
-            self.validation_distance_ = dual_value(outputs[:, 0], labels_val, weights_val)
-            self.confidence_lower_bound_ = self._held_out_bound(
-                self.validation_distance_, outputs[:, 0], error_val, labels_val, weights_val,
-                candidates,
-            )  # fmt: skip
+            outputs = self._evaluate(X_val)[:, 0]
+            self.validation_distance_ = dual_value(outputs, labels_val, weights_val)
         else:
             for name in ("validation_distance_", "confidence_lower_bound_"):
                 if hasattr(self, name):
                     delattr(self, name)  # a previous fit's: not of this critic
         self.offset_ = midpoint(potential, labels, weights) if self.alpha == 0 else 0.0
 
-    def _held_out_bound(self, dual, potential, error, labels, weights, candidates) -> float:
-        """``confidence_lower_bound_``: the held-out rows' CLT bound, corrected for selection.
+    def _held_out_bound(self, critics: HeldOutCritics) -> float:
+        """``confidence_lower_bound_``: the bounding rows' CLT bound of the critic kept.
 
-        The published critic is one of ``candidates`` (an epoch's network of
-        the training trajectory, maybe negated), all independent of the
-        held-out rows, which chose among them; a bound at risk
-        ``CONFIDENCE_RISK / candidates`` for each holds for all at once (union
-        bound), so for the chosen one. None (a warm start): no bound.
+        That critic (an epoch of the trajectory, chosen by the other quarter
+        of the held-out rows, see :mod:`sklip._held_out_bound`) is frozen as the
+        published one is and evaluated in float64 with its rounding bounds.
+        NaN when the bounding rows hold fewer than 2 of a set.
         """
-        if candidates is None:
+        if not critics.can_bound():
             return float("nan")
-        z = NormalDist().inv_cdf(1 - CONFIDENCE_RISK / candidates)
-        return confidence_lower_bound(
-            dual, potential, error, labels, weights, self.lipschitz_constant_, z
-        )
+        module = copy.deepcopy(self.module_)
+        module.load_state_dict(critics.state)
+        network = self._frozen(module)
+        rows = critics.X[critics.bounding]
+        outputs, error, _ = self._evaluate(rows, bounds=True, network=network)
+        return critics.bound(outputs[:, 0], error, network.lipschitz_constant)
 
     def _negate_critic(self) -> None:
         """Publish ``-f``: the frozen network, the trained one and Adam's first moments.
@@ -343,13 +336,11 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
                 f"classes={classes.tolist()}."
             )
 
-    def _validation_score(self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray):
-        """A function giving the held-out dual value of the critic being trained."""
-
-        def held_out_value(module: torch.nn.Module) -> float:
-            return dual_value(self._outputs(X, module)[:, 0], labels, weights)
-
-        return held_out_value
+    def _validation_score(
+        self, X: np.ndarray, labels: np.ndarray, weights: np.ndarray
+    ) -> HeldOutCritics:
+        """The held-out dual value of the critic being trained (and the bound's critic)."""
+        return HeldOutCritics(self._outputs, X, labels, weights)
 
     def _encode_labels(self, y: np.ndarray, weights: np.ndarray, warm: bool) -> np.ndarray:
         classes, labels = np.unique(y, return_inverse=True)

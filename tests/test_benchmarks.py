@@ -92,7 +92,11 @@ def test_wasserstein_accuracy_suite_runs_at_smoke_size():
         truth = float(row[4])
         estimate = float(row[5].split()[0])
         assert 0.5 * truth < estimate < 1.5 * truth  # 100 rows per set: rough
-        assert "(covers)" in row[6] and float(row[6].split()[0]) >= 0  # seed 0: covered
+        # One draw of 100 rows may miss (5 % of draws may): coverage is tested
+        # over many draws in test_two_sample.py. Here: the verdict matches.
+        bound, verdict = row[6].split(maxsplit=1)
+        assert float(bound) >= 0
+        assert verdict.strip() == ("(covers)" if float(bound) <= truth else "(ABOVE W1)")
 
 
 def test_the_digits_case_moves_each_image_along_an_optimal_plan():
@@ -216,11 +220,18 @@ def test_regression_benchmark_runs_at_smoke_size():
 def test_wasserstein_coverage_benchmark_runs_at_smoke_size():
     output = run_benchmark("wasserstein_coverage.py", "--smoke", "--no-record")
     tables = output[output.rindex("**Coverage") :]
-    rows = [line.split("|") for line in tables.splitlines() if line.startswith("| ")]
-    coverage = [row for row in rows if len(row) == 10 and row[1].strip() != "case"]
-    assert [row[1].strip() for row in coverage] == ["shift", "radial", "point mass"]
-    for row in coverage:
+    first, second = tables.split("**Tightness")
+
+    def rows(table: str) -> list[list[str]]:
+        lines = [line.split("|") for line in table.splitlines() if line.startswith("| ")]
+        return [row for row in lines if row[1].strip() not in ("case", "---")]
+
+    for table in (first, second):
+        assert [row[1].strip() for row in rows(table)] == ["shift", "radial", "point mass"]
+    for row in rows(first):
         assert 0.0 <= float(row[5].split("±")[0]) <= 1.0
+    for row in rows(second):  # mean and lowest bound over the draws, relative to W1
+        assert 0.0 <= float(row[7]) <= float(row[6])
 
 
 def test_deploy_benchmark_runs_at_smoke_size():

@@ -110,7 +110,7 @@ def test_bad_input_gets_a_clear_error(kwargs, message):
 
 
 def test_estimator_confidence_bound_covers_the_population_distance():
-    # The held-out rows chose the epoch; the union bound over epochs keeps the level.
+    # Half the held-out rows chose the bound's critic, the other half bounds it.
     from sklip import WassersteinEstimator
 
     bounds = []
