@@ -43,7 +43,7 @@ def coverage(draws: int, n: int) -> str:
         covered, bounds, estimates = [], [], []
         started = time.perf_counter()
         for seed in range(draws):
-            P, Q, truth = draw(case, d, n, np.random.RandomState(seed))
+            P, Q, truth, _ = draw(case, d, n, np.random.RandomState(seed))
             est = fit(P, Q, seed)
             covered.append(est.confidence_lower_bound_ <= truth)
             bounds.append(est.confidence_lower_bound_ / truth)
@@ -64,7 +64,7 @@ def tightness(n: int, draws: int) -> str:
     for case, d in CASES:
         bounds, estimates = [], []
         for seed in range(draws):
-            P, Q, truth = draw(case, d, n, np.random.RandomState(seed))
+            P, Q, truth, _ = draw(case, d, n, np.random.RandomState(seed))
             est = fit(P, Q, seed)
             bounds.append(est.confidence_lower_bound_ / truth)
             estimates.append(est.distance_ / truth)
