@@ -40,7 +40,10 @@ relative to the population W1. Above 2000 rows only
 sklip runs (the suite's largest sizes, to 1e6 rows per set).
 
 Run: ``python benchmarks/wasserstein_accuracy.py [--dims 2 8 ...] [--sizes 300 2000]
-[--no-record]``; ``--smoke`` runs a toy grid (for the tests).
+[--figure PATH] [--no-record]``; ``--smoke`` runs a toy grid (for the tests).
+A run at the default sizes draws the user guide's figure
+(``doc/_static/wasserstein_suite.png``: signed error against d at 2000 rows per
+set, per case); ``--replot`` draws it again from the recorded table.
 """
 
 from __future__ import annotations
@@ -48,14 +51,25 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import re
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-from _record import record
+from _record import RESULTS, record
 
 from sklip import WassersteinEstimator
 
 DEFAULT_SIZES = [300, 2000]
+FIGURE = Path(__file__).resolve().parents[1] / "doc" / "_static" / "wasserstein_suite.png"
+METHODS = {  # column of the table -> label in the figure
+    "sklip distance_": "sklip",
+    "exact OT (emd2)": "exact OT (POT emd2)",
+    "Sinkhorn (POT)": "Sinkhorn (POT)",
+    "Sinkhorn (GeomLoss)": "Sinkhorn (GeomLoss)",
+    "oracle": "oracle (optimal potential)",
+}
 OT_MAX_ROWS = 2000  # exact OT's n x n cost matrix beyond this: minutes and GBs
 
 
@@ -192,6 +206,73 @@ def _error(value: float | None, truth: float) -> str:
     return "-" if value is None else f"{value:.3f} ({(value / truth - 1) * 100:+.1f}%)"
 
 
+def parse_table(lines: list[str]) -> list[dict[str, str]]:
+    """The suite's Markdown rows as dicts keyed by the header's column names."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in lines if line.startswith("| ")]  # fmt: skip
+    header = rows[0]
+    return [dict(zip(header, row, strict=True)) for row in rows[1:] if row[0] != "case"]
+
+
+def _percent(cell: str) -> float:
+    found = re.search(r"\(([+-][0-9.]+)%\)", cell)
+    return float(found.group(1)) if found else float("nan")
+
+
+def figure(lines: list[str], path: Path, n: int = DEFAULT_SIZES[-1]) -> None:
+    """Signed error against d at ``n`` rows per set, one panel per case (the image case: vs n)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = parse_table(lines)
+    cases = list(dict.fromkeys(row["case"] for row in rows))
+    columns = min(3, len(cases))
+    grid_rows = -(-(len(cases) + 1) // columns)  # one more cell: the legend
+    fig, axes = plt.subplots(grid_rows, columns, figsize=(3.4 * columns, 3.1 * grid_rows),
+                             squeeze=False)  # fmt: skip
+    axes = axes.ravel()
+    for ax, case in zip(axes[: len(cases)], cases, strict=True):
+        image = case in IMAGE_DIMENSION
+        chosen = [r for r in rows if r["case"] == case and (image or int(r["n per set"]) == n)]
+        x = [int(r["n per set" if image else "d"]) for r in chosen]
+        for column, label in METHODS.items():
+            if column in chosen[0]:
+                style = {"linewidth": 2.5, "color": "C3"} if label == "sklip" else {}
+                if column == "oracle":
+                    style = {"color": "0.3", "linestyle": ":"}
+                ax.plot(x, [_percent(r[column]) for r in chosen], marker="o", label=label, **style)
+        ax.axhspan(-3, 3, color="C2", alpha=0.15)
+        ax.axhline(0, color="0.5", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("symlog", linthresh=10)
+        ax.set_xticks(x, [str(v) for v in x])
+        ax.minorticks_off()
+        ax.set_xlabel("n per set" if image else "dimension d")
+        ax.set_title(f"{case} (d = {IMAGE_DIMENSION[case]})" if image else f"{case}, n = {n}",
+                     fontsize=10)  # fmt: skip
+        ax.grid(alpha=0.3)
+    for ax in axes[:: columns]:
+        ax.set_ylabel("error vs population W1 (%)")
+    legend, *unused = axes[len(cases) :]
+    legend.legend(*axes[0].get_legend_handles_labels(), loc="center", fontsize=9)
+    for ax in (legend, *unused):
+        ax.axis("off")
+    fig.suptitle("Estimating the population W1 (green band: within 3 %)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def recorded_lines(name: str = "wasserstein_accuracy.py") -> list[str]:
+    """The table last recorded in RESULTS.md by this script (default sizes)."""
+    text = RESULTS.read_text()
+    block = text[text.index(f"<!-- BEGIN {name} -->") : text.index(f"<!-- END {name} -->")]
+    return [line for line in block.splitlines() if line.startswith("| ")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -201,9 +282,17 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="*", type=int, default=DEFAULT_SIZES)
     parser.add_argument("--smoke", action="store_true", help="toy grid, for the tests")
     parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument("--figure", type=Path, default=None,
+                        help=f"where the PNG goes (default: {FIGURE}, when recording)")  # fmt: skip
+    parser.add_argument("--replot", action="store_true",
+                        help="draw the figure from the table in RESULTS.md; no run")  # fmt: skip
     args = parser.parse_args()
+    if args.replot:
+        figure(recorded_lines(), args.figure or FIGURE)
+        return
     if args.smoke:
         args.dims, args.sizes = [2], [100]
+        args.figure = args.figure or Path(tempfile.gettempdir()) / "wasserstein_suite_smoke.png"
     lines = [
         "| case | d | n per set | W1 | sklip distance_ | sklip 95% lower bound | "
         "exact OT (emd2) | Sinkhorn (POT) | Sinkhorn (GeomLoss) | oracle | sklip seconds |",
@@ -225,9 +314,12 @@ def main() -> None:
                     f"{_error(oracle_estimate(P, Q, potential), truth)} | {seconds:.1f} |"
                 )
                 print(lines[-1], flush=True)
+    default_grid = args.sizes == DEFAULT_SIZES
+    if args.figure or (default_grid and not args.no_record):
+        figure(lines, args.figure or FIGURE, n=max(args.sizes))
     if not (args.no_record or args.smoke):
         # A run at other sizes (the largest ones) keeps its own block.
-        sizes = "" if args.sizes == DEFAULT_SIZES else ", n = " + ", ".join(map(str, args.sizes))
+        sizes = "" if default_grid else ", n = " + ", ".join(map(str, args.sizes))
         record(f"wasserstein_accuracy.py{sizes}",
                f"Wasserstein-1 known-answer suite (issue 16){sizes}", "\n".join(lines))  # fmt: skip
 

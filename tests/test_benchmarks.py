@@ -82,8 +82,12 @@ def test_images_benchmark_runs_at_smoke_size():
     assert any(line.startswith("- CNN beats the MLP by >= 5 points") for line in lines)
 
 
-def test_wasserstein_accuracy_suite_runs_at_smoke_size():
-    output = run_benchmark("wasserstein_accuracy.py", "--smoke", "--no-record")
+def test_wasserstein_accuracy_suite_runs_at_smoke_size(tmp_path):
+    picture = tmp_path / "suite.png"
+    output = run_benchmark(
+        "wasserstein_accuracy.py", "--smoke", "--no-record", "--figure", str(picture)
+    )
+    assert picture.stat().st_size > 10_000  # the user guide's figure, drawn from these rows
     rows = [line.split("|") for line in output.splitlines() if line.startswith("| ")]
     cases = ["shift", "radial", "point mass", "cones", "digits"]
     assert [row[1].strip() for row in rows] == cases
