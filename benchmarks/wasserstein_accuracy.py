@@ -253,7 +253,7 @@ def figure(lines: list[str], path: Path, n: int = DEFAULT_SIZES[-1]) -> None:
         ax.set_title(f"{case} (d = {IMAGE_DIMENSION[case]})" if image else f"{case}, n = {n}",
                      fontsize=10)  # fmt: skip
         ax.grid(alpha=0.3)
-    for ax in axes[:: columns]:
+    for ax in axes[::columns]:
         ax.set_ylabel("error vs population W1 (%)")
     legend, *unused = axes[len(cases) :]
     legend.legend(*axes[0].get_legend_handles_labels(), loc="center", fontsize=9)
