@@ -139,3 +139,17 @@ def test_estimator_confidence_bound_needs_untouched_held_out_rows():
     assert np.isnan(est.confidence_lower_bound_)
     est = WassersteinEstimator(max_epochs=3, early_stopping=False, random_state=0).fit(X, y)
     assert not hasattr(est, "confidence_lower_bound_")  # no held-out rows: no bound
+
+
+def test_estimator_confidence_bound_is_nan_without_two_bounding_rows_per_set():
+    # 10 rows per set hold out 2 of each: one chooses, one would bound, and a
+    # standard error needs two. No bound rather than one from a single row.
+    from sklip import WassersteinEstimator
+
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(size=(10, 2)), rng.normal(size=(10, 2)) + 1])
+    y = np.repeat([0, 1], 10)
+    est = WassersteinEstimator(max_epochs=3, random_state=0).fit(X, y)
+    assert np.isnan(est.confidence_lower_bound_) and np.isfinite(est.validation_distance_)
+    est = WassersteinEstimator(max_epochs=3, validation_fraction=0.4, random_state=0).fit(X, y)
+    assert np.isfinite(est.confidence_lower_bound_) and est.confidence_lower_bound_ >= 0
