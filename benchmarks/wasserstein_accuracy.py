@@ -92,20 +92,25 @@ def to_nearest_centre(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 
 @functools.cache
-def class_means() -> np.ndarray:
-    """The ten class-mean images of the digits, pixels in [0, 1]."""
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 1797 digit images with pixels divided by 16 (in [0, 1]), and their labels."""
     from sklearn.datasets import load_digits
 
     images, labels = load_digits(return_X_y=True)
-    return np.stack([images[labels == k].mean(axis=0) / 16.0 for k in range(10)])
+    return images / 16.0, labels
+
+
+@functools.cache
+def class_means() -> np.ndarray:
+    """The ten class-mean images of the digits, pixels in [0, 1]."""
+    images, labels = _digits()
+    return np.stack([images[labels == k].mean(axis=0) for k in range(10)])
 
 
 @functools.cache
 def digits_population() -> tuple[np.ndarray, np.ndarray]:
     """The 1797 digit images in [0, 1] and each one's vector to its nearest class mean."""
-    from sklearn.datasets import load_digits
-
-    images = load_digits().data / 16.0
+    images = _digits()[0]
     return images, to_nearest_centre(images, class_means())
 
 

@@ -82,14 +82,16 @@ class HeldOutCritics:
         self._outputs = outputs
         self.X, self.labels, self.weights = X, labels, weights
         self.bounding = bounding_rows(labels)
+        choosing = ~self.bounding
+        self._choosing = choosing, labels[choosing], weights[choosing]
         self.best = -math.inf
         self.state: dict[str, Tensor] | None = None
         self.sign = 1.0
 
     def __call__(self, module: nn.Module) -> float:
         potential = self._outputs(self.X, module)[:, 0]
-        choosing = ~self.bounding
-        value = dual_value(potential[choosing], self.labels[choosing], self.weights[choosing])
+        choosing, labels, weights = self._choosing
+        value = dual_value(potential[choosing], labels, weights)
         if abs(value) > self.best:  # -f is 1-Lipschitz too: its value is -value
             self.best, self.sign = abs(value), 1.0 if value >= 0 else -1.0
             self.state = snapshot(module)

@@ -90,5 +90,6 @@ def test_no_bound_without_a_critic_or_with_too_few_bounding_rows():
     critics = HeldOutCritics(_outputs, np.zeros((8, 1)), labels, weights)
     critics(_critic(1.0))
     assert not critics.can_bound()
-    critics.weights = np.ones(8)
+    critics = HeldOutCritics(_outputs, np.zeros((8, 1)), labels, np.ones(8))
+    critics(_critic(1.0))
     assert critics.can_bound()
