@@ -54,7 +54,7 @@ from .nn import hkr_coefficients
 
 BOX_PADDING = 0.5  # each side of a feature's range widens by this fraction of it
 HARD_CANDIDATES = 4  # uniform candidates per seed; the best half of the seeds come from them
-_SCORE_CHUNK = 8192  # candidates scored at once: bounds the memory of one forward pass
+_SCORE_CHUNK = 8192  # candidates drawn and scored at once (memory of one forward pass)
 
 
 @dataclass
@@ -95,17 +95,26 @@ def draw_seeds(
     """``n`` seeds for the negatives, uniform in the box.
 
     With ``chosen``, ``n // 2`` of them are instead the highest-scoring of
-    ``HARD_CANDIDATES * n`` uniform points (scored by ``module`` without
-    gradients, ``_SCORE_CHUNK`` at a time).
+    ``HARD_CANDIDATES * n`` uniform points, scored by ``module`` without
+    gradients. The candidates are drawn and scored ``_SCORE_CHUNK`` at a
+    time, keeping only the best so far: the memory is that of the seeds, not
+    of all the candidates (4n images would not fit).
     """
     if not chosen:
         return box.uniform_points(n, generator)
     n_hard = n // 2
-    candidates = box.uniform_points(HARD_CANDIDATES * n, generator)
+    best = box.uniform_points(0, generator)
+    best_scores = best.new_empty(0)
+    remaining = HARD_CANDIDATES * n
     with torch.no_grad():
-        scores = torch.cat([module(chunk)[:, 0] for chunk in candidates.split(_SCORE_CHUNK)])
-    hard = candidates[torch.topk(scores, n_hard).indices]
-    return torch.cat((hard, box.uniform_points(n - n_hard, generator)))
+        while remaining:
+            chunk = box.uniform_points(min(_SCORE_CHUNK, remaining), generator)
+            remaining -= chunk.shape[0]
+            pool = torch.cat((best, chunk))
+            scores = torch.cat((best_scores, module(chunk)[:, 0]))
+            kept = torch.topk(scores, min(n_hard, scores.shape[0])).indices
+            best, best_scores = pool[kept], scores[kept]
+    return torch.cat((best, box.uniform_points(n - n_hard, generator)))
 
 
 def toward_boundary(

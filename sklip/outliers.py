@@ -71,7 +71,8 @@ class LipschitzOutlierDetector(OutlierMixin, LipschitzEstimatorBase):
         training rows below ``offset_``, as IsolationForest does, and at each
         epoch the rows the network scores lowest, holding that share of the
         weight, are trained as outliers (labelled like the negatives), so
-        that the boundary leaves them out.
+        that the boundary leaves them out; and half the negatives start
+        where the network scores highest (see the user guide).
     n_newton_steps : int, default=4
         Newton steps moving each epoch's negatives towards the boundary; 0
         keeps them uniform in the box around the data.

@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklip import LipschitzOutlierDetector
-from sklip._complement import SamplingBox, toward_boundary
+from sklip._complement import HARD_CANDIDATES, SamplingBox, draw_seeds, toward_boundary
 from sklip._margin import ONE_CLASS_FRACTION, one_class_margin
 from sklip._score_bounds import certified_auroc_from_bounds
 from sklip.robustness import certified_auroc, certified_radius, pgd_attack
@@ -235,6 +235,36 @@ def test_negatives_move_toward_the_boundary_and_stay_in_the_box():
     assert torch.all(after[outside] <= before[outside] + 1e-5)  # towards the disc
     assert torch.all(after[outside] >= 1 - 1e-4)  # never past the boundary
     assert torch.equal(moved[~outside], seeds[~outside])  # inside points stay
+
+
+@pytest.mark.parametrize("chunk", [100, 8192])
+def test_chosen_seeds_are_the_highest_scoring_candidates(monkeypatch, chunk):
+    """Half the seeds: the best of 4n candidates under f; the rest uniform (all, unchosen).
+
+    With chunks of 100 the candidates are drawn and scored in 9 pieces; the
+    seeds kept are still the best of them all.
+    """
+    import sklip._complement as complement
+
+    class Difference(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :1] - x[:, 1:2]
+
+    monkeypatch.setattr(complement, "_SCORE_CHUNK", chunk)
+    box = SamplingBox.around(np.zeros(3), np.ones(3), torch.device("cpu"))
+    n = 201
+    seeds = draw_seeds(Difference(), box, n, torch.Generator().manual_seed(0), chosen=True)
+    replay = torch.Generator().manual_seed(0)
+    sizes = [min(chunk, HARD_CANDIDATES * n - start)
+             for start in range(0, HARD_CANDIDATES * n, chunk)]  # fmt: skip
+    candidates = torch.cat([box.uniform_points(size, replay) for size in sizes])
+    scores = candidates[:, 0] - candidates[:, 1]
+    top = candidates[scores.argsort(descending=True)[: n // 2]]
+    assert seeds.shape == (n, 3)
+    assert torch.equal(seeds[: n // 2], top)  # exactly the n // 2 best of all the candidates
+    assert torch.equal(seeds[n // 2 :], box.uniform_points(n - n // 2, replay))  # then uniform
+    plain = draw_seeds(Difference(), box, n, torch.Generator().manual_seed(0), chosen=False)
+    assert torch.equal(plain, box.uniform_points(n, torch.Generator().manual_seed(0)))
 
 
 def test_partial_fit_streams_epochs_over_chunks():
