@@ -36,7 +36,7 @@ must not get: there a small cluster is data, and with chosen seeds a cluster
 of 20 rows beside 200 was left outside the boundary in 3 fits of 4. So
 clean data (``contamination="auto"``) keep uniform seeds. Measured on
 ``benchmarks/outliers.py`` (RESULTS.md, issue 17 notes, means of 3 draws at
-5 % contamination): two moons with uniform outliers 0.886 -> 0.930 AUROC;
+5 % contamination): two moons with uniform outliers 0.886 -> 0.929 AUROC;
 all seeds chosen (no uniform half) loses on the 16-D Gaussian, and choosing
 among 16 times as many loses on the moons.
 """
