@@ -55,6 +55,7 @@ from .nn import hkr_coefficients
 BOX_PADDING = 0.5  # each side of a feature's range widens by this fraction of it
 HARD_CANDIDATES = 4  # uniform candidates per seed; the best half of the seeds come from them
 _SCORE_CHUNK = 8192  # candidates drawn and scored at once (memory of one forward pass)
+RELABEL_FACTOR = 1.5  # rows trained as outliers: this times the contamination share (see below)
 
 
 @dataclass
@@ -158,6 +159,15 @@ class OneClassEpochs:
     most of all on the shifted 16-D Gaussian, 0.98 against 0.88 AUROC), and
     half the negatives' seeds are chosen where the network scores highest
     (see the module notes).
+
+    The share relabelled is ``RELABEL_FACTOR * c`` (at most one half), not
+    ``c``: which rows are the outliers is the network's own guess, and it
+    misses (on the shifted 16-D Gaussian only 49 % to 84 % of the
+    lowest-scoring 5 % were true outliers, over three draws). Training out
+    half as many again catches more of them at the cost of a few tail
+    inliers; the threshold (``offset_``) still puts exactly ``c`` below it.
+    Measured (means of 3 draws): the shifted 16-D Gaussian 0.966 -> 0.990
+    AUROC, the other sets within 0.01; 1.25 times gave 0.987, 2 times 0.976.
     """
 
     data: TrainingSet
@@ -176,11 +186,12 @@ class OneClassEpochs:
         return self.data
 
     def _relabelled_coefficients(self, module: nn.Module, n: int) -> Tensor:
-        """HKR coefficients with the lowest-scoring share of the data labelled -1."""
+        """HKR coefficients with the lowest-scoring rows, the relabelled share, labelled -1."""
         with torch.no_grad():
             scores = module(self.data.X[:n])[:, 0]
         order = torch.argsort(scores)
-        lowest = torch.cumsum(self.weights[order], 0) <= self.outlier_share * self.weights[:n].sum()
+        share = min(0.5, RELABEL_FACTOR * self.outlier_share)
+        lowest = torch.cumsum(self.weights[order], 0) <= share * self.weights[:n].sum()
         targets = torch.ones_like(self.weights)
         targets[n:] = -1.0
         targets[order[lowest]] = -1.0

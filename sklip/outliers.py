@@ -69,10 +69,11 @@ class LipschitzOutlierDetector(OutlierMixin, LipschitzEstimatorBase):
         expected, and the threshold on ``score_samples`` is the learned
         boundary (``offset_ = 0``). A float puts that weighted share of the
         training rows below ``offset_``, as IsolationForest does, and at each
-        epoch the rows the network scores lowest, holding that share of the
-        weight, are trained as outliers (labelled like the negatives), so
-        that the boundary leaves them out; and half the negatives start
-        where the network scores highest (see the user guide).
+        epoch the rows the network scores lowest, holding 1.5 times that
+        share of the weight (at most half), are trained as outliers
+        (labelled like the negatives), so that the boundary leaves them out;
+        and half the negatives start where the network scores highest (see
+        the user guide).
     n_newton_steps : int, default=4
         Newton steps moving each epoch's negatives towards the boundary; 0
         keeps them uniform in the box around the data.

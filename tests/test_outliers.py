@@ -14,7 +14,14 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklip import LipschitzOutlierDetector
-from sklip._complement import HARD_CANDIDATES, SamplingBox, draw_seeds, toward_boundary
+from sklip._complement import (
+    HARD_CANDIDATES,
+    RELABEL_FACTOR,
+    OneClassEpochs,
+    SamplingBox,
+    draw_seeds,
+    toward_boundary,
+)
 from sklip._margin import ONE_CLASS_FRACTION, one_class_margin
 from sklip._score_bounds import certified_auroc_from_bounds
 from sklip.robustness import certified_auroc, certified_radius, pgd_attack
@@ -265,6 +272,30 @@ def test_chosen_seeds_are_the_highest_scoring_candidates(monkeypatch, chunk):
     assert torch.equal(seeds[n // 2 :], box.uniform_points(n - n // 2, replay))  # then uniform
     plain = draw_seeds(Difference(), box, n, torch.Generator().manual_seed(0), chosen=False)
     assert torch.equal(plain, box.uniform_points(n, torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("share", [0.04, 0.4])
+def test_relabelling_trains_out_the_lowest_rows_of_1_5_times_the_share(share):
+    """Rows scored lowest, holding RELABEL_FACTOR * c of the weight (at most half), become -1."""
+    from sklip._training import TrainingSet
+    from sklip.nn.losses import coefficient_columns
+
+    class FirstFeature(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :1]
+
+    n = 100
+    X = torch.zeros(2 * n, 2)
+    X[:n, 0] = torch.randperm(n, generator=torch.Generator().manual_seed(0)).float()
+    weights = torch.ones(2 * n)
+    box = SamplingBox.around(np.zeros(2), np.full(2, 99.0), torch.device("cpu"))
+    data = TrainingSet(X, torch.zeros(2 * n, 3))
+    epochs = OneClassEpochs(data, weights, box, 0, share, torch.Generator().manual_seed(0))
+    signs = coefficient_columns(epochs._relabelled_coefficients(FirstFeature(), n))[1][:, 0]
+    relabelled = torch.nonzero(signs[:n] < 0)[:, 0]
+    expected = round(min(0.5, RELABEL_FACTOR * share) * n)  # 6 of 100, then the cap: 50
+    assert sorted(X[relabelled, 0].tolist()) == list(range(expected))  # the lowest scores
+    assert torch.all(signs[n:] < 0)  # every negative stays one
 
 
 def test_partial_fit_streams_epochs_over_chunks():
