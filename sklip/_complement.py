@@ -104,8 +104,8 @@ def draw_seeds(
     if not chosen:
         return box.uniform_points(n, generator)
     n_hard = n // 2
-    best = box.uniform_points(0, generator)
-    best_scores = best.new_empty(0)
+    best = box.low.new_empty(0, box.low.shape[0])
+    best_scores = box.low.new_empty(0)
     remaining = HARD_CANDIDATES * n
     with torch.no_grad():
         while remaining:
