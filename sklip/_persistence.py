@@ -255,7 +255,9 @@ def _array(blobs: bytes, offset: int, length: int) -> np.ndarray:
 
 def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    # asarray, not ascontiguousarray: that one turns a 0-d array (a numpy scalar,
+    # Adam's step count) into shape (1,), which would load as an array.
+    np.lib.format.write_array(buffer, np.asarray(array, order="C"), allow_pickle=False)
     return buffer.getvalue()
 
 
@@ -328,7 +330,12 @@ class _Decoder:
             return torch.from_numpy(np.array(self.arrays[value["tensor"]]))
         if set(value) == {"array", "scalar"}:
             array = np.array(self.arrays[value["array"]])
-            return array[()] if value["scalar"] else array
+            if not value["scalar"]:
+                return array
+            if array.size != 1:
+                raise ValueError(f"The file holds a scalar of {array.size} values.")
+            # reshape: files written before December 2026 stored a scalar as shape (1,).
+            return array.reshape(())[()]
         if set(value) == {"objects", "shape"}:
             array = np.empty(len(value["objects"]), dtype=object)
             array[:] = [str(item) for item in value["objects"]]

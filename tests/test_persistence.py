@@ -90,6 +90,36 @@ def test_training_carries_on_after_loading_as_it_would_have(path):
     np.testing.assert_array_equal(loaded.decision_function(X), original.decision_function(X))
 
 
+def test_numpy_scalars_come_back_as_scalars(path):
+    """What GridSearchCV hands out from a numpy grid: np.int64, np.float64, an int array."""
+    X, y = _moons()
+    params = {
+        "random_state": np.int64(3),
+        "alpha": np.float64(30.0),
+        "learning_rate": np.float32(0.01),
+        "hidden_layer_sizes": np.array([8, 4]),
+    }
+    clf = LipschitzClassifier(max_epochs=2, **params).fit(X, y)
+    sklip.save(clf, path)
+    loaded = sklip.load(path)
+    for name, value in params.items():
+        back = loaded.get_params()[name]
+        assert type(back) is type(value) and np.shape(back) == np.shape(value), name
+        np.testing.assert_array_equal(back, value)
+    step = loaded._optimizer_state["state"][0]["step"]
+    assert step.shape == clf._optimizer_state["state"][0]["step"].shape == ()
+    loaded.partial_fit(X, y)  # trains on with the loaded parameters and Adam state
+
+
+def test_scalars_of_older_files_load_as_scalars():
+    """Files written before the fix stored a numpy scalar as shape (1,)."""
+    from sklip._persistence import _Decoder
+
+    decoder = _Decoder({"a0": np.array([7], dtype=np.int64)})
+    value = decoder.decode({"array": "a0", "scalar": True})
+    assert type(value) is np.int64 and value == 7
+
+
 def test_feature_names_and_unfitted_estimators_round_trip(path):
     X, y = _moons()
     frame = pd.DataFrame(X, columns=["width", "height"])
