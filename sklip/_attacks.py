@@ -26,10 +26,12 @@ from ._pipeline import (
     scoring_module,
     unwrap,
 )
+from ._training import training_context
 
 __all__ = ["counterfactual", "pgd_attack"]
 
 
+@training_context()  # gradients, whatever the caller's torch.no_grad()
 def pgd_attack(
     estimator: Any,
     X: Any,
@@ -212,6 +214,7 @@ def _within_budget(X: np.ndarray, points: np.ndarray, budget: np.ndarray) -> np.
     return np.where(points == X, X, points)
 
 
+@training_context()
 def counterfactual(
     estimator: Any,
     X: Any,

@@ -13,26 +13,30 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
+from ._training import training_context
 from .nn.frozen import copy_to_cpu
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
 def atomic(method: Method) -> Method:
-    """Make ``method`` all-or-nothing: if it raises, the estimator is as it was.
+    """Make a fitting ``method`` all-or-nothing: if it raises, the estimator is as it was.
 
     Fitting builds new objects and never modifies the fitted ones in place (a
     warm start trains a copy), so restoring the attribute dictionary restores
     the estimator exactly, whatever raised and wherever: bad labels found
     after the features were validated, a device that does not exist, a
-    diverged training run, Ctrl-C in ``partial_fit``.
+    diverged training run, Ctrl-C in ``partial_fit``. The method runs in
+    :func:`~sklip._training.training_context` (autograd on, float32 default
+    dtype), whatever the caller's torch settings.
     """
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with unchanged_on_error(self):
+        with unchanged_on_error(self), training_context():
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -45,14 +49,39 @@ def unchanged_on_error(estimator: Any, *, deep: bool = False) -> Iterator[None]:
     sklip's estimators never modify a fitted attribute in place, so a shallow
     copy of the attribute dictionary restores them; ``deep`` copies the values
     too, for estimators of other libraries whose updates happen in place.
+    Parameters come back as the very objects the user set (scikit-learn keeps
+    them verbatim), and the random generator the block drew from (a
+    ``RandomState`` given as ``random_state``, or numpy's global one for
+    ``None``) is wound back to where it was.
     """
-    saved = copy.deepcopy(estimator.__dict__) if deep else dict(estimator.__dict__)
+    saved = dict(estimator.__dict__)
+    copies = copy.deepcopy(saved) if deep else saved
+    generator = _generator_of(estimator)
+    position = generator.get_state() if generator is not None else None
     try:
         yield
     except BaseException:
+        parameters = _parameter_names(estimator)
         estimator.__dict__.clear()
-        estimator.__dict__.update(saved)
+        estimator.__dict__.update(
+            {name: saved[name] if name in parameters else value for name, value in copies.items()}
+        )
+        if generator is not None:
+            generator.set_state(position)
         raise
+
+
+def _parameter_names(estimator: Any) -> set[str]:
+    get_params = getattr(estimator, "get_params", None)
+    return set(get_params(deep=False)) if callable(get_params) else set()
+
+
+def _generator_of(estimator: Any) -> np.random.RandomState | None:
+    """The numpy generator a fit draws from: scikit-learn's ``check_random_state`` rule."""
+    seed = getattr(estimator, "random_state", 0)
+    if seed is None:
+        return np.random.mtrand._rand  # what check_random_state(None) draws from
+    return seed if isinstance(seed, np.random.RandomState) else None
 
 
 class DevicePortable:

@@ -209,3 +209,81 @@ def test_a_fit_leaves_torch_global_rng_untouched():
         warnings.simplefilter("error")
         _small().fit(X, y)
     assert torch.equal(torch.rand(3), expected)
+
+
+def _rng_position(rng):
+    state = rng.get_state()
+    return state[1].copy(), state[2:]
+
+
+def _positions_equal(a, b):
+    return np.array_equal(a[0], b[0]) and a[1] == b[1]
+
+
+@pytest.mark.parametrize("estimator", ["classifier", "wasserstein"])
+def test_a_fit_that_raises_winds_its_random_generator_back(estimator):
+    """The generator drawn from (the user's RandomState, or numpy's global one for None)."""
+    X, y = make_blobs(60, centers=2, n_features=4, random_state=0)
+    kind = LipschitzClassifier if estimator == "classifier" else WassersteinEstimator
+    diverging = {"hidden_layer_sizes": (8,), "max_epochs": 2, "learning_rate": 1e30}
+    rng = np.random.RandomState(42)
+    model = kind(random_state=rng, **diverging)
+    before = _rng_position(rng)
+    with pytest.raises(ValueError, match="diverged"):
+        model.fit(X * 1e20, y)
+    assert _positions_equal(_rng_position(rng), before)
+    assert model.random_state is rng
+    np.random.seed(123)  # noqa: NPY002 (the global generator is what is checked)
+    before = _rng_position(np.random.mtrand._rand)
+    with pytest.raises(ValueError, match="diverged"):
+        kind(random_state=None, **diverging).fit(X * 1e20, y)
+    assert _positions_equal(_rng_position(np.random.mtrand._rand), before)
+    # A successful fit draws from it, as scikit-learn's estimators do.
+    before = _rng_position(rng)
+    kind(random_state=rng, hidden_layer_sizes=(8,), max_epochs=1).fit(X, y)
+    assert not _positions_equal(_rng_position(rng), before)
+
+
+def test_a_failed_fit_in_chunks_keeps_the_users_parameter_objects():
+    X, y = _chunked_data(300)
+    rng, sizes = np.random.RandomState(0), [8]
+    clf = LipschitzClassifier(hidden_layer_sizes=sizes, max_epochs=2, random_state=rng)
+    before = _rng_position(rng)
+    bad = X.copy()
+    bad[250] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fit_in_chunks(clf, bad, y, chunk_size=100, shuffle=False)
+    assert clf.random_state is rng and clf.hidden_layer_sizes is sizes
+    assert _positions_equal(_rng_position(rng), before)
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_fit_and_attacks_work_under_the_callers_no_grad(mode):
+    X, y = make_blobs(80, centers=2, n_features=4, random_state=0)
+    expected = _small().fit(X, y)
+    with mode():
+        clf = _small().fit(X, y)
+        clf.partial_fit(X, y)
+        radius = clf.certified_radius(X)
+        attacked = pgd_attack(clf, X, y, 0.99 * radius, random_state=0)
+        from sklip.robustness import counterfactual
+
+        moved = counterfactual(clf, X[:5])
+    assert torch.is_grad_enabled() is True and not torch.is_inference_mode_enabled()
+    expected.partial_fit(X, y)
+    assert np.array_equal(clf.decision_function(X), expected.decision_function(X))
+    assert np.array_equal(clf.predict(attacked), clf.predict(X))
+    assert (clf.predict(moved) != clf.predict(X[:5])).all()
+
+
+def test_a_float64_default_dtype_trains_the_same_network_and_is_put_back():
+    X, y = make_blobs(80, centers=3, n_features=4, random_state=0)
+    expected = _small().fit(X, y).decision_function(X)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        outputs = _small().fit(X, y).decision_function(X)
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(previous)
+    assert np.array_equal(outputs, expected)
