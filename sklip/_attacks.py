@@ -117,7 +117,7 @@ def pgd_attack(
     scores, X, classifier = differentiable_scores(estimator, X)
     budget = radius_per_row(eps, X.shape[0])
     x0 = torch.tensor(X, device=classifier.device_)
-    margin = _margin_to_keep(classifier, scores, x0, y)
+    margin = _margin_to_keep(classifier, scores, x0, y, "pgd_attack")
     radius = torch.tensor(budget, dtype=x0.dtype, device=x0.device)[:, None]
     step = radius * (2.5 / steps) if step_size is None else torch.full_like(radius, step_size)
     best = _pgd_search(margin, x0, radius, step, steps, restarts, rng)
@@ -125,7 +125,7 @@ def pgd_attack(
 
 
 def _margin_to_keep(
-    classifier: Any, scores: Callable[[Tensor], Tensor], x0: Tensor, y: Any
+    classifier: Any, scores: Callable[[Tensor], Tensor], x0: Tensor, y: Any, caller: str
 ) -> Callable[[Tensor], Tensor]:
     """The margin an attack drives below 0: of class ``y`` (or of the current prediction).
 
@@ -134,7 +134,7 @@ def _margin_to_keep(
     """
     if not (hasattr(classifier, "offset_") or hasattr(classifier, "classes_")):
         raise TypeError(
-            f"pgd_attack attacks decisions (classes, inlier/outlier), not a "
+            f"{caller} moves decisions (classes, inlier/outlier), not a "
             f"{type(classifier).__name__}'s outputs: for a regressor, predict_interval "
             "bounds them."
         )
@@ -226,13 +226,14 @@ def counterfactual(
     r"""Move each point across the decision boundary along the network's gradient.
 
     With ``g`` the margin of the predicted class over the runner-up (``±f`` for
-    two classes), each step is :math:`x \leftarrow x - (1 + \text{overshoot})\,
-    g(x) \nabla g(x) / \|\nabla g(x)\|^2`: for the gradient-norm-preserving
-    networks of HKR training, :math:`x - f(x) \nabla f(x)` is the projection of
-    ``x`` on the boundary, and the small overshoot steps past it. Steps repeat
-    until the predicted class changes (at most ``max_iter``). On HKR-trained
-    networks the result is an interpretable counterfactual: one digit morphs
-    into the other (Serrurier et al., CVPR 2021).
+    two classes, ``±(f - offset_)`` for an outlier detector), each step is
+    :math:`x \leftarrow x - (1 + \text{overshoot})\, g(x) \nabla g(x) / \|\nabla g(x)\|^2`:
+    for the gradient-norm-preserving networks of HKR training,
+    :math:`x - f(x) \nabla f(x)` is the projection of ``x`` on the boundary,
+    and the small overshoot steps past it. Steps repeat until the decision
+    changes (at most ``max_iter``). On HKR-trained networks the result is an
+    interpretable counterfactual: one digit morphs into the other (Serrurier
+    et al., CVPR 2021).
 
     For a Pipeline whose preprocessing is an affine map ``z = x A + b`` onto
     the classifier's input space (surjective: ``A``, of shape (n_features,
@@ -245,7 +246,7 @@ def counterfactual(
 
     Parameters
     ----------
-    estimator : fitted LipschitzClassifier, or Pipeline ending with one
+    estimator : fitted LipschitzClassifier or LipschitzOutlierDetector, or Pipeline ending with one
     X : array-like of shape (n_samples, n_features)
     max_iter : int, default=50
         Largest number of steps, at least 1.
@@ -271,7 +272,8 @@ def counterfactual(
         If ``X`` does not fit the estimator, ``max_iter < 1``, or
         ``overshoot`` is negative or not finite.
     TypeError
-        If ``max_iter`` is not an integer or ``overshoot`` not a number.
+        If ``max_iter`` is not an integer, ``overshoot`` not a number, or the
+        estimator a regressor (it has no decision to move).
 
     Examples
     --------
@@ -297,27 +299,30 @@ def counterfactual(
         A, b = affine
         Z = X_raw @ A + b
         z0 = torch.tensor(Z, device=classifier.device_)
-        Z_cf, reached = _walk(scoring_module(classifier), z0, max_iter, overshoot)
+        margin = _margin_to_keep(classifier, scoring_module(classifier), z0, None, "counterfactual")
+        Z_cf, reached = _walk(margin, z0, max_iter, overshoot)
         result = X_raw + (Z_cf - Z) @ np.linalg.pinv(A)
     else:
         scores, X_raw, classifier = differentiable_scores(estimator, X)
         x0 = torch.tensor(X_raw, device=classifier.device_)
-        result, reached = _walk(scores, x0, max_iter, overshoot)
+        margin = _margin_to_keep(classifier, scores, x0, None, "counterfactual")
+        result, reached = _walk(margin, x0, max_iter, overshoot)
     if not return_tightness:
         return result
     return result, _tightness(certified_radius(estimator, X), X_raw, result, reached)
 
 
 def _walk(
-    scores: Callable[[Tensor], Tensor], x0: Tensor, max_iter: int, overshoot: float
+    margin: Callable[[Tensor], Tensor], x0: Tensor, max_iter: int, overshoot: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Counterfactual steps from ``x0``: the end points, and which crossed the boundary."""
-    with torch.no_grad():
-        labels = _class_scores(scores(x0)).argmax(dim=1)
+    """Counterfactual steps from ``x0``: the end points, and which crossed the boundary.
+
+    ``margin`` is positive on the side of each point's own decision at ``x0``.
+    """
     points = x0.clone()
     for _ in range(max_iter):
         points.requires_grad_(True)
-        gap = _class_margin(scores(points), labels)
+        gap = margin(points)
         (grad,) = torch.autograd.grad(gap.sum(), points)
         with torch.no_grad():
             active = gap > 0  # still on the side of the original class
@@ -327,7 +332,7 @@ def _walk(
             points = torch.where(active[:, None], points - scale[:, None] * grad, points)
     points = points.detach()
     with torch.no_grad():
-        reached = _class_margin(scores(points), labels) <= 0
+        reached = margin(points) <= 0
     return to_numpy(points), to_numpy(reached)
 
 

@@ -57,20 +57,50 @@ def hold_out(
 
 
 def check_exactly_representable(X: Any, name: str = "X") -> None:
-    """Refuse inputs that float64 cannot hold exactly (the certificate is about *them*)."""
-    dtype = getattr(X, "dtype", None)
-    if dtype is None or not isinstance(dtype, np.dtype):
+    """Refuse inputs that float64 cannot hold exactly (the certificate is about *them*).
+
+    A DataFrame is checked column by column, an object array (or a list)
+    value by value: the cast to float64 would round them as silently.
+    """
+    if hasattr(X, "columns") and hasattr(X, "iloc"):  # a DataFrame
+        for column in range(X.shape[1]):
+            check_exactly_representable(np.asarray(X.iloc[:, column]), name)
         return
-    if dtype.kind == "f" and dtype.itemsize > 8:
-        raise TypeError(
-            f"{name} has dtype {dtype}, which float64 cannot represent exactly; convert it "
-            "to float64 yourself if the rounding is acceptable."
-        )
-    if dtype.kind in "iu" and X.size and (X.max() > _EXACT_INTEGERS or X.min() < -_EXACT_INTEGERS):
-        raise ValueError(
-            f"{name} holds integers above 2**53, which float64 cannot represent exactly; "
-            "rescale the features."
-        )
+    if not isinstance(getattr(X, "dtype", None), np.dtype):
+        try:
+            X = np.asarray(X)
+        except (TypeError, ValueError):  # validation names what is wrong with it
+            return
+    if X.dtype == object:
+        values = X.ravel().tolist()
+        integers = [
+            int(v) for v in values if isinstance(v, int | np.integer) and not isinstance(v, bool)
+        ]
+        wide = any(isinstance(v, np.floating) and v.dtype.itemsize > 8 for v in values)
+        if wide:
+            _refuse_wide_floats("object (long double values)", name)
+        if integers and max(map(abs, integers)) > _EXACT_INTEGERS:
+            _refuse_large_integers(name)
+        return
+    if X.dtype.kind == "f" and X.dtype.itemsize > 8:
+        _refuse_wide_floats(X.dtype, name)
+    if X.dtype.kind in "iu" and X.size:
+        if X.max() > _EXACT_INTEGERS or X.min() < -_EXACT_INTEGERS:
+            _refuse_large_integers(name)
+
+
+def _refuse_wide_floats(dtype: Any, name: str) -> None:
+    raise TypeError(
+        f"{name} has dtype {dtype}, which float64 cannot represent exactly; convert it "
+        "to float64 yourself if the rounding is acceptable."
+    )
+
+
+def _refuse_large_integers(name: str) -> None:
+    raise ValueError(
+        f"{name} holds integers above 2**53, which float64 cannot represent exactly; "
+        "rescale the features."
+    )
 
 
 def flatten_images(X: Any, image_shape: Any) -> Any:

@@ -19,7 +19,7 @@ from sklearn.preprocessing import FunctionTransformer, MaxAbsScaler, MinMaxScale
 from sklearn.utils.validation import check_array, check_is_fitted
 from torch import nn
 
-from ._inputs import naming
+from ._inputs import check_exactly_representable, naming
 from .nn import rounding_slack
 from .nn.bounds import gamma, round_down
 from .nn.layer_rounding import BOUND_SAFETY
@@ -68,7 +68,7 @@ def affine_map(step: Any, n_features: int) -> tuple[np.ndarray, np.ndarray]:
         return np.diag(1.0 / scale), -mean / scale
     if kind is MinMaxScaler and not step.clip:
         return np.diag(step.scale_), step.min_
-    if kind is MaxAbsScaler:
+    if kind is MaxAbsScaler and not getattr(step, "clip", False):  # clip: scikit-learn >= 1.8
         return np.diag(1.0 / step.scale_), np.zeros(n_features)
     if kind is PCA and not step.whiten:
         components = step.components_.T
@@ -76,7 +76,8 @@ def affine_map(step: Any, n_features: int) -> tuple[np.ndarray, np.ndarray]:
     raise TypeError(
         f"certified_radius cannot bound the Lipschitz constant of the Pipeline step "
         f"{step!r} (type {kind.__name__}): supported are StandardScaler, MinMaxScaler "
-        "(clip=False), MaxAbsScaler, PCA(whiten=False), FunctionTransformer(func=None) and "
+        "(clip=False), MaxAbsScaler (clip=False), PCA(whiten=False), "
+        "FunctionTransformer(func=None) and "
         "'passthrough', as those exact classes (a subclass may transform differently)."
     )
 
@@ -95,6 +96,17 @@ def check_inputs(estimator: Any, X: Any) -> np.ndarray:
     classifier, affine = unwrap(estimator)
     if affine is None:  # the classifier's own validation, whose errors name X
         return np.asarray(classifier._validate_X(X, reset=False), dtype=np.float64)
+    check_exactly_representable(X)
+    if not isinstance(X, np.ndarray | list | tuple):  # a DataFrame: the dtype its steps see
+        dtype = naming("X", check_array, X, dtype=None, input_name="X").dtype
+    else:
+        dtype = np.asarray(X).dtype
+    if dtype == np.float16:
+        raise TypeError(
+            "X has dtype float16: the Pipeline's steps would transform it in float16 "
+            "(scikit-learn keeps float16), whose rounding sklip does not bound; convert "
+            "it with X.astype(np.float32)."
+        )
     X = naming("X", check_array, X, dtype=np.float64, input_name="X")
     if X.shape[1] != affine[0].shape[0]:
         raise ValueError(
@@ -207,10 +219,11 @@ def _rounded_transform(
         if n is None:
             n = Z_in.shape[0]
             error, ball_error = np.zeros(n), np.zeros(n)
-        gamma, magnitude, magnitude_growth, norm = _step_rounding(step, Z_in, Z)
-        local = gamma * magnitude
+        gamma, magnitude, magnitude_growth, norm, shift = _step_rounding(step, Z_in, Z)
+        local = gamma * magnitude + shift
         distance_in = error + ball_error  # the part of ||Z_in(x') - Z_in(x)|| not growing with r
-        ball_local = 2 * gamma * (magnitude + magnitude_growth * distance_in + local)
+        ball_local = 2 * gamma * (magnitude + magnitude_growth * distance_in + local + shift)
+        ball_local = ball_local + shift
         ball_growth = 2 * gamma * magnitude_growth * (lipschitz + growth)
         error = norm * error + local
         ball_error = norm * ball_error + ball_local
@@ -222,15 +235,22 @@ def _rounded_transform(
     return Z, error * safety, ball_error * safety, growth * safety, lipschitz * safety
 
 
-def _step_rounding(step: Any, Z_in: np.ndarray, Z_out: Any) -> tuple[float, Any, float, float]:
-    """``(gamma, M(x) per row, K, ||A||)`` of one supported step (see :func:`_rounded_transform`).
+def _step_rounding(
+    step: Any, Z_in: np.ndarray, Z_out: Any
+) -> tuple[float, Any, float, float, float]:
+    """``(gamma, M(x) per row, K, ||A||, shift)`` of one supported step.
 
-    scikit-learn computes StandardScaler as ``(x - mean) / scale``, MaxAbsScaler
-    as ``x / scale`` (each rounds relatively to its result), MinMaxScaler as
-    ``x * scale + min`` (its error scales with ``|x * scale|``, which cancels)
-    and PCA as ``x @ C.T - mean @ C.T`` (with ``|x| @ |C.T|``). float32 data
-    are transformed in float32: ``u = 2**-24``, and one more rounding for the
-    float64 parameters.
+    Its error at an input is at most ``gamma * M + shift`` (see
+    :func:`_rounded_transform`). scikit-learn computes StandardScaler as
+    ``(x - mean) / scale``, MaxAbsScaler as ``x / scale`` (each rounds
+    relatively to its result), MinMaxScaler as ``x * scale + min`` (its error
+    scales with ``|x * scale|``, which cancels) and PCA as
+    ``x @ C.T - mean @ C.T`` (with ``|x| @ |C.T|``). float32 data are
+    transformed in float32: ``u = 2**-24``, one more rounding for the float64
+    parameters, and StandardScaler first rounds ``mean`` to float32: a
+    ``shift`` of ``|mean - fl32(mean)| / fl32(scale)``, the same at every
+    input, which does not shrink with the output (1e-1 for a feature of mean
+    1e6 and spread 1).
     """
     Z = np.asarray(Z_out)
     float32 = np.float32 in (Z.dtype, Z_in.dtype)
@@ -239,15 +259,35 @@ def _step_rounding(step: Any, Z_in: np.ndarray, Z_out: Any) -> tuple[float, Any,
     out = _row_norms(Z)
     kind = type(step)
     if kind is FunctionTransformer:
-        return rounding, np.zeros(len(Z)), growth, norm
-    if kind is StandardScaler or kind is MaxAbsScaler:
-        return rounding, out, growth, norm
+        return rounding, np.zeros(len(Z)), growth, norm, 0.0
+    if kind is StandardScaler:
+        return rounding, out, growth, norm, _mean_cast_shift(step) if float32 else 0.0
+    if kind is MaxAbsScaler:
+        return rounding, out, growth, norm, 0.0
     if kind is MinMaxScaler:
-        return rounding, _row_norms(Z_in * step.scale_) + out, growth, norm
+        return rounding, _row_norms(Z_in * step.scale_) + out, growth, norm, 0.0
     # PCA(whiten=False): affine_map has refused everything else
     absolute = np.abs(step.components_.T)
     magnitude = _row_norms(np.abs(Z_in) @ absolute) + _row_norms(np.abs(step.mean_) @ absolute)
-    return rounding, magnitude + out, growth, norm
+    return rounding, magnitude + out, growth, norm, 0.0
+
+
+def _mean_cast_shift(scaler: StandardScaler) -> float:
+    """``||(mean - fl32(mean)) / fl32(scale)||``: StandardScaler's float32 centring error.
+
+    scikit-learn subtracts ``mean_.astype(float32)`` from float32 data. The
+    difference ``mean - fl32(mean)`` is exact in float64; the division and the
+    norm round by a few float64 units, which the slack covers. An overflow of
+    the cast gives inf: no certificate.
+    """
+    if not scaler.with_mean:
+        return 0.0
+    mean = np.asarray(scaler.mean_, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        residual = mean - mean.astype(np.float32).astype(np.float64)
+        scale = np.asarray(scaler.scale_, dtype=np.float32) if scaler.with_std else 1.0
+        shift = _row_norms(np.abs(residual) / np.asarray(scale, dtype=np.float64))[0]
+    return float(shift) * rounding_slack(len(mean), 4)
 
 
 def step_constants(step: Any, n_features: int, float32: bool = False) -> tuple[float, float, float]:

@@ -296,3 +296,49 @@ def test_predictions_without_bounds_are_the_certified_outputs():
     clf = LipschitzClassifier(hidden_layer_sizes=(16,), max_epochs=3, random_state=0).fit(X, y)
     bounded, _, _ = clf._evaluate(X, bounds=True)
     assert np.array_equal(clf.decision_function(X), bounded)
+
+
+def _far_from_origin_pipeline(estimator):
+    """A StandardScaler before ``estimator``, on a feature of mean 1e6 and spread 1."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 2)) + np.array([1e6, 0.0])
+    y = (X[:, 1] > 0.3).astype(int)
+    pipe = make_pipeline(StandardScaler(), estimator)
+    return pipe.fit(X, X[:, 1] if hasattr(estimator, "predict_interval") else y)
+
+
+def test_float32_rows_through_a_scaler_are_certified_for_their_float64_copies():
+    """scikit-learn centres float32 rows with mean_ rounded to float32: a shift of up to
+    0.06 here, the same at every float32 row, absent for float64 rows. The radius of a
+    float32 row holds for points given in float64 too (the same point at distance 0)."""
+    from sklip.robustness import certified_radius, pgd_attack
+
+    clf = LipschitzClassifier(hidden_layer_sizes=(32, 32), max_epochs=20, random_state=0)
+    pipe = _far_from_origin_pipeline(clf)
+    t = np.linspace(-1.0, 2.0, 3001)
+    rows = np.stack([np.full_like(t, 1e6), t], axis=1).astype(np.float32)
+    radius = certified_radius(pipe, rows)
+    labels = pipe.predict(rows)
+    shift = np.abs(pipe.decision_function(rows) - pipe.decision_function(rows.astype(float)))
+    assert shift.max() > 1e-3  # the two dtypes' paths do differ here
+    certified = radius > 0
+    assert certified.sum() > 2000
+    assert np.array_equal(pipe.predict(rows.astype(np.float64))[certified], labels[certified])
+    attacked = pgd_attack(pipe, rows[certified], labels[certified], 0.99 * radius[certified],
+                          random_state=0)  # fmt: skip
+    assert np.array_equal(pipe.predict(attacked), labels[certified])
+
+
+def test_float32_intervals_through_a_scaler_cover_the_float64_predictions():
+    from sklip import LipschitzRegressor
+    from sklip.robustness import predict_interval
+
+    reg = LipschitzRegressor(hidden_layer_sizes=(16,), max_epochs=10, random_state=0)
+    pipe = _far_from_origin_pipeline(reg)
+    rows = np.stack([np.full(50, 1e6), np.linspace(-2, 2, 50)], axis=1).astype(np.float32)
+    low, high = predict_interval(pipe, rows, 0.0)
+    exact = pipe.predict(rows.astype(np.float64))
+    assert np.all((low <= exact) & (exact <= high))

@@ -278,6 +278,54 @@ def test_subclasses_of_supported_steps_are_refused(pipeline, scaler):
         pgd_attack(pipe, X, y, 0.1, steps=2)
 
 
+def test_a_clipping_max_abs_scaler_is_refused(pipeline):
+    """clip=True (scikit-learn >= 1.8) is not the affine map the bounds are about."""
+    from sklearn.preprocessing import MaxAbsScaler
+
+    if "clip" not in MaxAbsScaler().get_params():
+        pytest.skip("this scikit-learn's MaxAbsScaler does not clip")
+    _, X, y = pipeline
+    pipe = make_pipeline(MaxAbsScaler(clip=True), LipschitzClassifier(**SMALL)).fit(X, y)
+    with pytest.raises(TypeError, match="clip"):
+        certified_radius(pipe, X)
+
+
+def test_inputs_a_pipeline_would_round_are_refused(pipeline):
+    """float16 is transformed in float16 by the scalers; integers above 2**53 are
+    rounded by the cast to float64: neither is what a certificate could be about."""
+    import pandas as pd
+
+    pipe, X, y = pipeline
+    with pytest.raises(TypeError, match="float16"):
+        certified_radius(pipe, X.astype(np.float16))
+    with pytest.raises(TypeError, match="float16"):
+        pgd_attack(pipe, X.astype(np.float16), y, 0.1, steps=2)
+    huge = np.array([[2**60 + 1, 0]])
+    for given in (huge, pd.DataFrame(huge), huge.astype(object)):
+        with pytest.raises(ValueError, match="2\\*\\*53"):
+            certified_radius(pipe, given)
+    for given in (pd.DataFrame(huge), huge.astype(object)):  # the classifier's own check
+        with pytest.raises(ValueError, match="2\\*\\*53"):
+            pipe[-1].certified_radius(given)
+
+
+def test_counterfactual_moves_an_outlier_detectors_decision():
+    """The walk ends past offset_, where predict changes, not at a score of 0."""
+    from sklip import LipschitzOutlierDetector, LipschitzRegressor
+
+    X, _ = make_moons(150, noise=0.1, random_state=0)
+    detector = LipschitzOutlierDetector(contamination=0.2, **SMALL).fit(X)
+    assert abs(detector.offset_) > 0.05
+    moved, tightness = counterfactual(detector, X[:40], return_tightness=True)
+    crossed = np.isfinite(tightness)
+    assert crossed.mean() > 0.9
+    assert (detector.predict(moved[crossed]) != detector.predict(X[:40][crossed])).all()
+    assert (tightness[crossed] <= 1).all()
+    regressor = LipschitzRegressor(**SMALL).fit(X, X[:, 0])
+    with pytest.raises(TypeError, match=r"counterfactual.*LipschitzRegressor"):
+        counterfactual(regressor, X[:5])
+
+
 def test_a_leading_passthrough_step_takes_its_width_from_the_next_step(pipeline):
     _, X, y = pipeline
     pipe = make_pipeline("passthrough", PCA(1), LipschitzClassifier(**SMALL)).fit(X, y)
