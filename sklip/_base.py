@@ -20,7 +20,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
     Interval,
     StrOptions,
-    validate_parameter_constraints,
 )
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import (
@@ -356,13 +355,9 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
             rng = check_random_state(self.random_state)
             if not first:
                 # scikit-learn validates the parameters on the first call only:
-                # margin="median" set in between would otherwise be measured
-                # like "auto", and margin=-1 trained with.
-                validate_parameter_constraints(
-                    {"margin": self._parameter_constraints["margin"]},
-                    {"margin": self.margin},
-                    caller_name=type(self).__name__,
-                )
+                # alpha=-1 or learning_rate=-1 set in between would be trained
+                # with, margin="median" measured like "auto".
+                self._validate_params()
             # "auto" measures the margin on the first chunk and keeps it: the
             # stream trains one objective.
             if first or self.margin != "auto":

@@ -12,7 +12,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
     Interval,
     StrOptions,
-    validate_parameter_constraints,
 )
 
 from ._base import LipschitzEstimatorBase
@@ -244,11 +243,7 @@ class LipschitzOutlierDetector(OutlierMixin, LipschitzEstimatorBase):
         """
         first = not hasattr(self, "module_")
         if not first:  # scikit-learn validates the parameters on the first call only
-            validate_parameter_constraints(
-                {name: self._parameter_constraints[name] for name in ("margin", "contamination")},
-                {"margin": self.margin, "contamination": self.contamination},
-                caller_name=type(self).__name__,
-            )
+            self._validate_params()
         X = self._validate_X(X, reset=first)
         weights = checked_positive_weights(sample_weight, X)
         rng = check_random_state(self.random_state)

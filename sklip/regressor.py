@@ -12,7 +12,7 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_y, check_consistent_length, check_is_fitted
 from torch import nn
 
@@ -214,11 +214,7 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
             )
         first = not hasattr(self, "module_")
         if not first:  # scikit-learn validates the parameters on the first call only
-            validate_parameter_constraints(
-                {"lipschitz_constant": self._parameter_constraints["lipschitz_constant"]},
-                {"lipschitz_constant": self.lipschitz_constant},
-                caller_name=type(self).__name__,
-            )
+            self._validate_params()
         X, Y, weights = self._validated(X, y, sample_weight, reset=first)
         if first:
             self.device_ = resolve_device(self.device)

@@ -287,3 +287,37 @@ def test_a_float64_default_dtype_trains_the_same_network_and_is_put_back():
     finally:
         torch.set_default_dtype(previous)
     assert np.array_equal(outputs, expected)
+
+
+def _partial_fit_args(kind, X, y):
+    if kind == "detector":
+        return (X,), {}
+    if kind == "regressor":
+        return (X, X[:, 0]), {}
+    return (X, y), {"classes": [0, 1]}
+
+
+@pytest.mark.parametrize("kind", ["classifier", "detector", "regressor", "wasserstein"])
+@pytest.mark.parametrize(
+    "params", [{"alpha": -1.0}, {"learning_rate": -0.05}, {"batch_size": 0}, {"max_epochs": 0}]
+)
+def test_every_parameter_is_validated_again_by_a_later_partial_fit(kind, params):
+    """scikit-learn validates on the first partial_fit only: alpha=-1 (a flipped
+    hinge) or learning_rate=-0.05 (Adam climbing the loss) would train silently."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from sklip import LipschitzOutlierDetector, LipschitzRegressor
+
+    kinds = {"classifier": LipschitzClassifier, "detector": LipschitzOutlierDetector,
+             "regressor": LipschitzRegressor, "wasserstein": WassersteinEstimator}  # fmt: skip
+    X, y = make_blobs(60, centers=2, n_features=3, random_state=0)
+    args, kwargs = _partial_fit_args(kind, X, y)
+    model = kinds[kind](hidden_layer_sizes=(8,), random_state=0).partial_fit(*args, **kwargs)
+    if kind == "regressor" and "alpha" in params:
+        params = {"lipschitz_constant": -1.0}  # the regressor has no alpha
+    model.set_params(**params)
+    before = snapshot(model, X) if hasattr(model, "decision_function") else None
+    with pytest.raises(InvalidParameterError, match=f"'{next(iter(params))}' parameter"):
+        model.partial_fit(*args, **kwargs)
+    if before is not None:
+        assert_same(before, snapshot(model, X))

@@ -63,7 +63,7 @@ def test_the_optimiser_state_carries_over_and_survives_pickling():
 def test_learning_rate_changes_between_calls_take_effect():
     X, y = _blobs()
     clf = _small().partial_fit(X, y, classes=[0, 1])
-    clf.set_params(learning_rate=0.0)
+    clf.set_params(learning_rate=1e-12)  # 0 is refused, as by fit
     before = clf.decision_function(X)
     clf.partial_fit(X, y)
     assert np.allclose(clf.decision_function(X), before, atol=1e-6)
