@@ -65,12 +65,12 @@ def test_images_benchmark_runs_at_smoke_size():
             "deel-torchlip CNN", "plain CNN"]  # fmt: skip
     output = run_benchmark("images.py", "--smoke", "--no-record", "--rows", *rows)
     lines = output.splitlines()
-    for data in ("digits 8x8", "translated 20x20"):
+    for data in ("digits 8x8", "translated 20x20", "translated 28x28"):
         start = next(i for i, line in enumerate(lines) if line.startswith(f"**{data}**"))
         table = [line.split("|") for line in lines[start + 4 : start + 4 + len(rows)]]
         assert [row[1].strip() for row in table] == rows
         for row in table:
-            if "skipped" in row[2]:  # deel-torchlip not installed: said so
+            if "skipped" in row[2] or "diverged" in row[2]:  # deel-torchlip absent or NaN
                 continue
             accuracy = float(row[2])
             assert 0.05 < accuracy <= 1.0
