@@ -147,7 +147,10 @@ def certified_radius(estimator: Any, X: Any) -> np.ndarray:
     exactly (StandardScaler, MinMaxScaler, MaxAbsScaler, PCA without whitening,
     FunctionTransformer without a function, "passthrough"), and the
     classifier's radius is divided by it: a raw perturbation ``δ`` moves the
-    classifier's input by at most ``||A||_2 ||δ||``.
+    classifier's input by at most ``||A||_2 ||δ||``. The steps' rounding is
+    subtracted (in float32 for float32 ``X``, as scikit-learn computes it):
+    the radius holds for perturbed points given in ``X``'s dtype or in
+    float64. float16 ``X`` and integers above 2**53 are refused.
 
     Parameters
     ----------
