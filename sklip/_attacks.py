@@ -112,7 +112,7 @@ def pgd_attack(
     _check_integer(steps, "steps", minimum=1)
     _check_integer(restarts, "restarts", minimum=0)
     if step_size is not None:
-        _check_real(step_size, "step_size", allow_zero=False)
+        check_real(step_size, "step_size", allow_zero=False)
     rng = _random_state(random_state)
     scores, X, classifier = differentiable_scores(estimator, X)
     budget = radius_per_row(eps, X.shape[0])
@@ -288,7 +288,7 @@ def counterfactual(
     True
     """
     _check_integer(max_iter, "max_iter", minimum=1)
-    _check_real(overshoot, "overshoot", allow_zero=True)
+    check_real(overshoot, "overshoot", allow_zero=True)
     classifier, affine = unwrap(estimator)
     if affine is not None and np.linalg.matrix_rank(affine[0]) == affine[0].shape[1]:
         # Walk where the network is gradient-norm preserving, then take the
@@ -392,7 +392,7 @@ def _check_integer(value: Any, name: str, *, minimum: int) -> None:
         raise ValueError(f"{name} must be a {kind} integer, got {value}.")
 
 
-def _check_real(value: Any, name: str, *, allow_zero: bool) -> None:
+def check_real(value: Any, name: str, *, allow_zero: bool) -> None:
     """A finite real number, > 0 (or >= 0 with ``allow_zero``), else an error naming it."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number, got {value!r}.")

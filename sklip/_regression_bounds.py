@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import r2_score
 
-from ._attacks import radius_per_row
+from ._attacks import check_real, radius_per_row
 from ._pipeline import _rounded_transform, check_inputs, unwrap
 
 
@@ -78,8 +78,7 @@ def make_lipschitz_capped_scorer(max_lipschitz: float) -> Callable[[Any, Any, An
     >>> make_lipschitz_capped_scorer(2.0).max_lipschitz
     2.0
     """
-    if not np.isfinite(max_lipschitz) or max_lipschitz <= 0:
-        raise ValueError(f"max_lipschitz must be finite and positive, got {max_lipschitz!r}.")
+    check_real(max_lipschitz, "max_lipschitz", allow_zero=False)
 
     def lipschitz_capped_r2(estimator: Any, X: Any, y: Any) -> float:
         regressor, affine = unwrap(estimator)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ._attacks import as_float_array, counterfactual, pgd_attack
+from ._attacks import as_float_array, check_real, counterfactual, pgd_attack
 from ._display import CertifiedAccuracyDisplay, CertifiedAUROCDisplay
 from ._pipeline import certified_radius, check_inputs, check_labels, unwrap
 from ._regression_bounds import make_lipschitz_capped_scorer, predict_interval
@@ -111,7 +111,9 @@ def radius_from_outputs(
     >>> radius_from_outputs(np.array([[1e-17]]), 1.0, error=np.array([1e-16]))  # rounding
     array([0.])
     """
-    outputs = np.asarray(outputs, dtype=np.float64)
+    check_real(lipschitz_constant, "lipschitz_constant", allow_zero=False)
+    check_real(error_growth, "error_growth", allow_zero=True)
+    outputs = as_float_array(outputs, "outputs")
     if outputs.ndim != 2 or outputs.shape[1] < 1:
         raise ValueError(f"outputs must be 2-D (n_samples, n_outputs), got shape {outputs.shape}.")
     n = outputs.shape[0]
@@ -199,6 +201,11 @@ def certified_accuracy(estimator: Any, X: Any, y: Any, eps: float | Any) -> floa
     """
     eps_array = as_float_array(eps, "eps")
     classifier, _ = unwrap(estimator)
+    if not hasattr(classifier, "classes_"):
+        raise TypeError(
+            f"certified_accuracy needs a classifier, got a {type(classifier).__name__}: an "
+            "outlier detector's counterpart is certified_auroc, a regressor's predict_interval."
+        )
     n_samples = check_inputs(estimator, X).shape[0]
     y = np.asarray(y)
     check_labels(classifier, y, n_samples)
@@ -220,8 +227,16 @@ def certified_accuracy_curve(
     >>> certified_accuracy_curve(correct, np.array([0.5, 2.0, 3.0]), np.array([0.0, 1.0, 2.5]))
     array([0.66666667, 0.33333333, 0.        ])
     """
-    if not np.all(np.isfinite(eps)) or np.any(eps < 0):
-        raise ValueError("eps must be finite and non-negative.")
+    correct, radius, eps = (np.asarray(a) for a in (correct, radius, eps))
+    if correct.ndim != 1 or radius.shape != correct.shape:
+        raise ValueError(
+            f"correct and radius must be 1-D of the same length, got shapes {correct.shape} "
+            f"and {radius.shape}."
+        )
+    if eps.ndim != 1 or not np.all(np.isfinite(eps)) or np.any(eps < 0):
+        raise ValueError("eps must be a 1-D array of finite, non-negative radii.")
+    if not np.all(radius >= 0):  # NaN too: a radius is never unknown
+        raise ValueError("radius must hold non-negative numbers (no NaN).")
     return np.mean(correct[None, :] & (radius[None, :] >= eps[:, None]), axis=1)
 
 
@@ -239,8 +254,7 @@ def make_certified_scorer(eps: float) -> Callable[[Any, Any, Any], float]:
     >>> scorer.eps
     0.5
     """
-    if not np.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be finite and non-negative, got {eps!r}.")
+    check_real(eps, "eps", allow_zero=True)
 
     def certified_accuracy_scorer(estimator: Any, X: Any, y: Any) -> float:
         return certified_accuracy(estimator, X, y, eps)

@@ -46,7 +46,10 @@ from sklip._pipeline import unwrap
 from sklip.nn import FrozenNetwork, export, lipschitz_cnn, lipschitz_mlp
 from sklip.robustness import (
     certified_accuracy,
+    certified_accuracy_curve,
     counterfactual,
+    make_certified_scorer,
+    make_lipschitz_capped_scorer,
     pgd_attack,
     radius_from_outputs,
 )
@@ -1083,6 +1086,7 @@ def _set(models: dict[str, Any], key: str, **params: Any) -> Any:
 
 NOT_FINITE = st.sampled_from([np.nan, np.inf, -np.inf])
 NEGATIVE = st.floats(max_value=-1e-300, allow_nan=False, allow_infinity=False)
+NOT_A_NUMBER = st.sampled_from(["1", [1.0, 2.0], None, np.ones(2)])
 
 
 X_KINDS = ("1-D", "features", "non-finite", "empty", "strings", "3-D", "long double", "ints")
@@ -1400,7 +1404,7 @@ BAD_INPUTS = [
     BadInput(
         "radius_from_outputs lipschitz_constant",
         "lipschitz_constant",
-        st.one_of(NEGATIVE, st.just(0.0), NOT_FINITE),
+        st.one_of(NEGATIVE, st.just(0.0), NOT_FINITE, NOT_A_NUMBER),
         lambda m, v: radius_from_outputs(np.ones((2, 1)), v),
     ),
     BadInput(
@@ -1412,8 +1416,26 @@ BAD_INPUTS = [
     BadInput(
         "radius_from_outputs error_growth",
         "error_growth",
-        st.one_of(NEGATIVE, NOT_FINITE),
+        st.one_of(NEGATIVE, NOT_FINITE, NOT_A_NUMBER),
         lambda m, v: radius_from_outputs(np.ones((2, 1)), 1.0, error_growth=v),
+    ),
+    BadInput(
+        "make_certified_scorer eps",
+        "eps",
+        st.one_of(NEGATIVE, NOT_FINITE, NOT_A_NUMBER),
+        lambda m, v: make_certified_scorer(v),
+    ),
+    BadInput(
+        "make_lipschitz_capped_scorer max_lipschitz",
+        "max_lipschitz",
+        st.one_of(NEGATIVE, st.just(0.0), NOT_FINITE, NOT_A_NUMBER),
+        lambda m, v: make_lipschitz_capped_scorer(v),
+    ),
+    BadInput(
+        "certified_accuracy_curve radius",
+        "radius",
+        st.sampled_from([np.ones(1), np.ones((3, 1)), np.array([1.0, np.nan, 0.0])]),
+        lambda m, v: certified_accuracy_curve(np.ones(3, bool), v, np.array([0.1])),
     ),
     BadInput(
         "radius_from_outputs pairwise",

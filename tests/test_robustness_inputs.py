@@ -324,6 +324,8 @@ def test_counterfactual_moves_an_outlier_detectors_decision():
     regressor = LipschitzRegressor(**SMALL).fit(X, X[:, 0])
     with pytest.raises(TypeError, match=r"counterfactual.*LipschitzRegressor"):
         counterfactual(regressor, X[:5])
+    with pytest.raises(TypeError, match=r"certified_accuracy needs a classifier"):
+        certified_accuracy(regressor, X[:5], np.zeros(5), 0.1)
 
 
 def test_a_leading_passthrough_step_takes_its_width_from_the_next_step(pipeline):
