@@ -19,7 +19,7 @@ from torch import nn
 from ._attacks import radius_per_row
 from ._base import LipschitzEstimatorBase
 from ._device import resolve_device
-from ._inputs import checked_positive_weights, naming
+from ._inputs import checked_positive_weights, checked_weights, naming
 from ._regression_objective import (
     LOSSES,
     RegressionObjective,
@@ -81,6 +81,10 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
     warm_start : bool, default=False
+        Continue training the fitted network on the next ``fit``, with the
+        first fit's output scale ``lipschitz_target_`` and targets' mean and
+        spread (the network's outputs are read through them): a different
+        numeric ``lipschitz_constant`` raises; "auto" keeps the measured one.
 
     Attributes
     ----------
@@ -232,7 +236,7 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
         X = self._validate_X(X, reset=reset)
         y = naming("y", _check_y, y, multi_output=True, y_numeric=True, estimator=self)
         naming("y", check_consistent_length, X, y)
-        Y = np.asarray(y, dtype=np.float64)
+        Y = naming("y", np.asarray, y, dtype=np.float64)
         self._single_output = Y.ndim == 1 if reset else self._single_output
         Y = Y.reshape(len(Y), -1)
         if not reset and Y.shape[1] != self._target_mean.shape[0]:
@@ -257,13 +261,28 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
     def _set_target_scaling(self, X, Y, weights, rng, *, keep: bool) -> None:
         """``lipschitz_target_`` (K), the targets' weighted mean and standard deviation."""
         if keep and hasattr(self, "_target_mean"):
+            asked = self.lipschitz_constant
+            if not isinstance(asked, str) and float(asked) != self.lipschitz_target_:
+                raise ValueError(
+                    f"lipschitz_constant={asked!r} differs from the fitted output scale "
+                    f"lipschitz_target_={self.lipschitz_target_!r}, which training on keeps; "
+                    "set warm_start=False to train a new network."
+                )
             return
-        if isinstance(self.lipschitz_constant, str):
-            self.lipschitz_target_ = auto_lipschitz_constant(X, Y, weights, rng)
-        else:
-            self.lipschitz_target_ = float(self.lipschitz_constant)
-        mean = np.average(Y, axis=0, weights=weights)
-        spread = np.sqrt(np.average(np.square(Y - mean), axis=0, weights=weights))
+        # Targets near float64's limit overflow the squares below: refused, not warned about.
+        with np.errstate(over="ignore", invalid="ignore"):
+            if isinstance(self.lipschitz_constant, str):
+                K = auto_lipschitz_constant(X, Y, weights, rng)
+            else:
+                K = float(self.lipschitz_constant)
+            mean = np.average(Y, axis=0, weights=weights)
+            spread = np.sqrt(np.average(np.square(Y - mean), axis=0, weights=weights))
+        if not (np.isfinite(K) and np.isfinite(spread).all()):
+            raise ValueError(
+                f"y is too large to train on (values up to {np.abs(Y).max():.3g}: their "
+                "squares overflow float64); rescale y."
+            )
+        self.lipschitz_target_ = K
         self._target_mean = mean
         self._target_spread = np.where(spread > 0, spread, 1.0)
 
@@ -316,6 +335,24 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
         """
         outputs = self._forward(X)  # first: it says NotFittedError on an unfitted estimator
         return self._shape(self._target_mean + self.lipschitz_target_ * outputs)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """R² of ``predict`` on ``(X, y)`` (weighted by ``sample_weight``), as in scikit-learn.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, C, H, W)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative, as in ``fit``.
+
+        Returns
+        -------
+        float
+        """
+        predicted = self.predict(X)
+        weights = None if sample_weight is None else checked_weights(sample_weight, predicted)
+        return float(naming("y", r2_score, y, predicted, sample_weight=weights))
 
     @property
     def output_lipschitz_constants_(self) -> np.ndarray:

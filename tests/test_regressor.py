@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -254,12 +256,16 @@ def test_pipeline_grid_search_over_the_constant():
         ({"lipschitz_constant": 0.0}, [[0.0], [1.0]], [1.0, 2.0], "lipschitz_constant"),
         ({"lipschitz_constant": -1.0}, [[0.0], [1.0]], [1.0, 2.0], "lipschitz_constant"),
         ({"loss": "hinge"}, [[0.0], [1.0]], [1.0, 2.0], "loss"),
+        ({}, [[0.0], [1.0]], ["a", "b"], "y"),
+        ({}, [[0.0], [1.0], [2.0]], [0.0, 1e160, -1e160], "rescale y"),
     ],
 )
 def test_bad_input_is_refused_by_name(params, X, y, message):
     reg = LipschitzRegressor(max_epochs=1, **params)
-    with pytest.raises(ValueError, match=message):
-        reg.fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow is refused, not warned about
+        with pytest.raises(ValueError, match=message):
+            reg.fit(X, y)
     assert not hasattr(reg, "module_")
 
 
@@ -343,3 +349,30 @@ def test_warm_start_refuses_a_different_number_of_outputs():
     with pytest.raises(ValueError, match="outputs"):
         reg.fit(X, X)
     assert reg.predict(X).shape == (60,)  # the failed call changed nothing
+
+
+def test_warm_start_keeps_the_output_scale_and_refuses_another():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 2))
+    reg = LipschitzRegressor(hidden_layer_sizes=(8,), max_epochs=2, warm_start=True,
+                             lipschitz_constant=2.0, random_state=0).fit(X, X[:, 0])  # fmt: skip
+    before = reg.predict(X)
+    with pytest.raises(ValueError, match="lipschitz_target_"):
+        reg.set_params(lipschitz_constant=5.0).fit(X, X[:, 0])
+    assert reg.lipschitz_target_ == 2.0 and np.array_equal(reg.predict(X), before)
+    reg.set_params(lipschitz_constant="auto").fit(X, X[:, 0])  # "auto" keeps the fitted scale
+    assert reg.lipschitz_target_ == 2.0 and reg.n_iter_ == 4
+
+
+def test_score_is_r2_and_refuses_negative_weights():
+    from sklearn.metrics import r2_score
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 2))
+    reg = LipschitzRegressor(hidden_layer_sizes=(8,), max_epochs=3, random_state=0)
+    reg.fit(X, X[:, 0])
+    weights = rng.uniform(size=60)
+    expected = r2_score(X[:, 0], reg.predict(X), sample_weight=weights)
+    assert reg.score(X, X[:, 0], sample_weight=weights) == expected
+    with pytest.raises(ValueError, match="sample_weight"):
+        reg.score(X, X[:, 0], sample_weight=-weights)
