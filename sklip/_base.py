@@ -456,9 +456,11 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         Returns the outputs ``(n, n_outputs)``, or with ``bounds`` the triple
         ``(outputs, error, certificate_error)`` (see
         :class:`~sklip.nn.FrozenOutputs`); all float64, computed by the frozen
-        network (the same arithmetic either way), so each row's result does
-        not depend on which rows share its batch. Outputs that overflowed to
-        NaN raise. ``network`` replaces the fitted one (``network_``).
+        network (the same arithmetic either way). A row's last bits may depend
+        on which rows share its batch (matrix products sum in another order);
+        the rounding bound holds for any order, so a decision that can flip
+        that way certifies 0. Outputs that overflowed to NaN raise.
+        ``network`` replaces the fitted one (``network_``).
         """
         network = self.network_ if network is None else network
         n = X.shape[0]
