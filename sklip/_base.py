@@ -39,6 +39,7 @@ from ._inputs import (
     hold_out,
     image_shape_for,
     naming,
+    power_scaled,
 )
 from ._margin import auto_margin
 from ._state import DevicePortable, unchanged_on_error
@@ -416,6 +417,8 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         Training runs in float32 (it only has to find good weights); what is
         certified is the frozen float64 network evaluated on the float64 data.
         """
+        # Only ratios of weights matter: scaled so that float32 holds tiny or huge ones.
+        weights = power_scaled(weights)
         class_sums = np.bincount(labels, weights=weights, minlength=max(n_outputs, 2))
         targets = labels if n_outputs > 1 else 2.0 * labels - 1
         coefficients = hkr_coefficients(

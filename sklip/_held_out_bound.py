@@ -11,7 +11,8 @@ split instead:
 * a *choosing* quarter alone picks a second critic, the trajectory's best
   epoch (and sign) by its dual value on that quarter;
 * the *bounding* three quarters, which took part in no choice, give that
-  critic's CLT bound at the plain :math:`z` (1.645 at 95 %).
+  critic's bound at the plain level (Student's t quantile, 1.645 at 95 %
+  on many rows).
 
 The training trajectory depends on the training rows only, so given it the
 bounding rows are independent draws and the critic picked by the other rows
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from statistics import NormalDist
 
 import numpy as np
 from torch import Tensor, nn
@@ -103,12 +103,12 @@ class HeldOutCritics:
             return False
         for k in (0, 1):
             rows = self.bounding & (self.labels == k)
-            if rows.sum() < _MIN_BOUNDING_ROWS or self.weights[rows].sum() <= 0:
+            if (self.weights[rows] > 0).sum() < _MIN_BOUNDING_ROWS:  # rows of weight 0 say nothing
                 return False
         return True
 
     def bound(self, potential: np.ndarray, error: np.ndarray, lipschitz_constant: float) -> float:
-        """The CLT lower bound of the population W1 from the kept critic.
+        """The lower bound of the population W1 from the kept critic (Student's t).
 
         ``potential`` and ``error`` are the kept critic's float64 outputs on the
         bounding rows (``X[bounding]``) and their rounding bounds, as the
@@ -116,8 +116,7 @@ class HeldOutCritics:
         """
         labels, weights = self.labels[self.bounding], self.weights[self.bounding]
         potential = self.sign * potential
-        z = NormalDist().inv_cdf(1 - CONFIDENCE_RISK)
         dual = dual_value(potential, labels, weights)
         return confidence_lower_bound(
-            dual, potential, error, labels, weights, lipschitz_constant, z
+            dual, potential, error, labels, weights, lipschitz_constant, 1 - CONFIDENCE_RISK
         )

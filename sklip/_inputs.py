@@ -150,6 +150,20 @@ def image_shape_for(image_shape: Any, n_features: int) -> tuple[int, int, int]:
     return tuple(shape)
 
 
+def power_scaled(weights: np.ndarray) -> np.ndarray:
+    """``weights`` times the power of two that puts the largest in [1, 2).
+
+    A change of exponent: weighted means are unchanged (exactly, but for
+    weights over 2**1022 times smaller than the largest, which become
+    subnormal), while the sums and products of tiny (subnormal) or huge
+    weights no longer lose their digits, in float64 or cast to float32.
+    """
+    largest = float(np.max(weights)) if len(weights) else 0.0
+    if not largest > 0:
+        return weights
+    return np.ldexp(weights, 1 - np.frexp(largest)[1])
+
+
 def checked_positive_weights(sample_weight: Any, X: Any) -> np.ndarray:
     """:func:`checked_weights`, refusing weights that are 0 on every row."""
     weights = checked_weights(sample_weight, X)

@@ -122,11 +122,14 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         other three quarters, which neither trained nor chose, evaluate that
         critic ``f``: its dual value there estimates
         :math:`E_Q f - E_P f \le W_1` without bias, and the bound subtracts
-        1.645 standard errors (central limit theorem). This critic may be
-        another epoch than the published one, which all held-out rows chose.
-        Floored at 0. NaN after a warm start (the earlier critic may have
-        seen the held-out rows) and when the bounding rows hold fewer than 2
-        of a set; :func:`sklip.wasserstein_test` gives a bound at any level.
+        Student's t quantile (1.645 on many rows; Welch's degrees of freedom,
+        weighted rows counted by their effective number) times the standard
+        error (central limit theorem). This critic may be another epoch than
+        the published one, which all held-out rows chose. Floored at 0. NaN
+        after a warm start (the earlier critic may have seen the held-out
+        rows) and when the bounding rows hold fewer than 2 rows of positive
+        weight of a set; :func:`sklip.wasserstein_test` gives a bound at any
+        level.
     validation_distance_ : float
         Dual value on the held-out part only (with early stopping). The best
         epoch is chosen by this same value, so it is biased upwards as an

@@ -1,12 +1,12 @@
 """The held-out rows' split between choosing the critic and bounding the population W1."""
 
-from statistics import NormalDist
-
 import numpy as np
 import pytest
 import torch
+from scipy.stats import t as student_t
 from torch import nn
 
+from sklip._dual import confidence_lower_bound
 from sklip._held_out_bound import HeldOutCritics, bounding_rows
 
 
@@ -66,17 +66,38 @@ def test_bound_is_the_bounding_rows_clt_bound_of_the_signed_critic():
     lipschitz = 2.0
     bound = critics.bound(potential, np.zeros(rows.sum()), lipschitz)
     # By hand: the critic is -potential / L; set 1's mean minus set 0's, minus
-    # 1.645 standard errors of that difference.
+    # Student's 95 % quantile (Welch's degrees of freedom) standard errors.
     f = -potential / lipschitz
     f0, f1 = f[labels[rows] == 0], f[labels[rows] == 1]
-    spread = np.sqrt(f0.var(ddof=1) / len(f0) + f1.var(ddof=1) / len(f1))
-    expected = max(f1.mean() - f0.mean() - NormalDist().inv_cdf(0.95) * spread, 0.0)
+    v0, v1 = f0.var(ddof=1) / len(f0), f1.var(ddof=1) / len(f1)
+    freedom = (v0 + v1) ** 2 / (v0**2 / (len(f0) - 1) + v1**2 / (len(f1) - 1))
+    quantile = student_t.ppf(0.95, freedom)
+    assert 1.645 < quantile < 1.70  # 30 rows a set: near the normal quantile
+    expected = max(f1.mean() - f0.mean() - quantile * np.sqrt(v0 + v1), 0.0)
     assert bound == pytest.approx(expected, rel=1e-9, abs=1e-12)
     assert bound == 0.0  # the negated critic's value is negative: floored
     critics.sign = 1.0
     assert critics.bound(potential, np.zeros(rows.sum()), lipschitz) == pytest.approx(
-        -(f1.mean() - f0.mean()) - NormalDist().inv_cdf(0.95) * spread, rel=1e-6
+        -(f1.mean() - f0.mean()) - quantile * np.sqrt(v0 + v1), rel=1e-6
     )
+
+
+def test_rows_of_zero_weight_do_not_count_as_observations():
+    """Kish's effective count: one row of weight 1 among zeros gives no standard error."""
+    rng = np.random.RandomState(0)
+    labels = np.repeat([0, 1], 40)
+    potential = rng.normal(size=80) + labels
+    weights = np.ones(80)
+    weights[:39] = 0.0  # set 0: one row of positive weight
+    lone = confidence_lower_bound(0.5, potential, np.zeros(80), labels, weights, 1.0, 0.95)
+    assert np.isnan(lone)
+    weights[38] = 1.0  # two rows: a bound, their mean's standard error |a - b| / 2 at least
+    two = confidence_lower_bound(0.5, potential, np.zeros(80), labels, weights, 1.0, 0.95)
+    assert np.isfinite(two)
+    assert two <= max(0.5 - 1.645 * abs(potential[38] - potential[39]) / 2, 0.0)
+    critics = HeldOutCritics(_outputs, np.zeros((80, 1)), labels, np.where(labels == 0, 0.0, 1.0))
+    critics.state = {}
+    assert not critics.can_bound()  # set 0 holds rows, all of weight 0
 
 
 def test_no_bound_without_a_critic_or_with_too_few_bounding_rows():

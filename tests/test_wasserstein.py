@@ -138,6 +138,29 @@ def test_small_exact_case_lower_bound_is_guaranteed_and_estimate_is_close():
         assert est.distance_ == pytest.approx(exact, rel=0.05)
 
 
+@pytest.mark.parametrize("scale", [5e-324, 1e-318, 1e-40, 1e37, 1e300])
+def test_weights_of_any_scale_train_the_same_critic_and_bound_soundly(scale):
+    """Only ratios of weights matter. Subnormal ones made the weighted means'
+    rounding an absolute error the relative bound did not hold (lower_bound_
+    above the exact W1); float32 training saw 1e-40 as 0 and 1e37's sums as inf."""
+    rng = np.random.RandomState(0)
+    P = rng.normal(size=(100, 2))
+    model = dict(hidden_layer_sizes=(16,), early_stopping=False, random_state=0)
+
+    def fit(Q, **params):
+        X, y = _stack(P, Q)
+        weights = np.where(y == 0, scale, 1.37 * scale)  # uniform within each set
+        weighted = WassersteinEstimator(**model, **params).fit(X, y, sample_weight=weights)
+        return weighted, WassersteinEstimator(**model, **params).fit(X, y)
+
+    Q = P + 1e-9
+    weighted, _ = fit(Q, max_epochs=5)
+    coupling = np.mean(np.linalg.norm(Q - P, axis=1))  # moving each row to its copy: >= W1
+    assert weighted.lower_bound_ <= coupling * (1 + 1e-9)
+    weighted, unweighted = fit(rng.normal(size=(100, 2)) + np.array([1.0, 0.0]))
+    assert weighted.distance_ == pytest.approx(unweighted.distance_, rel=1e-3)
+
+
 def test_identical_sets_are_at_distance_zero():
     P = np.random.RandomState(3).normal(size=(500, 3))
     est = WassersteinEstimator(random_state=0).fit(*_stack(P, P))
