@@ -187,33 +187,43 @@ def _restore_networks(estimator: Any, record: dict[str, Any], arrays: dict[str, 
         raise ValueError(f"The file's trainable network does not fit: {error}") from None
     estimator.module_, estimator.network_ = module, network
     estimator.device_ = torch.device("cpu")
-    _check_published_bounds(estimator)
+    _check_published_bounds(estimator, record["bounds"]["lipschitz_constant"], pairwise)
+    _publish_bounds(estimator)
 
 
-def _check_published_bounds(estimator: Any) -> None:
-    """The Lipschitz bounds the certificates read must be those of the network.
+def _published_constant(estimator: Any, network_bound: float) -> float:
+    if hasattr(estimator, "lipschitz_target_"):  # a regressor: K times the network's bound
+        return round_up_product(estimator.lipschitz_target_, network_bound)
+    return network_bound
+
+
+def _check_published_bounds(estimator: Any, stored_bound: float, stored_pairwise: Any) -> None:
+    """The file's copies of the bounds (in the fitted state) must be its network's.
 
     ``lipschitz_constant_`` (and the pairwise bounds) are stored in the
-    fitted state as well; a file whose copies differ from the bounds of its
-    network (checked against its weights above) is refused.
+    fitted state as well as with the network: a file whose two copies differ
+    was modified, and is refused.
     """
-    network = estimator.network_
-    if hasattr(estimator, "lipschitz_target_"):  # a regressor: K times the network's bound
-        expected = round_up_product(estimator.lipschitz_target_, network.lipschitz_constant)
-    else:
-        expected = network.lipschitz_constant
     pairwise = getattr(estimator, "pairwise_lipschitz_constant_", None)
-    consistent = estimator.lipschitz_constant_ == expected and (
-        (pairwise is None) == (network.pairwise_lipschitz_constant is None)
-    )
+    consistent = estimator.lipschitz_constant_ == _published_constant(estimator, stored_bound)
+    consistent = consistent and (pairwise is None) == (stored_pairwise is None)
     if consistent and pairwise is not None:
-        stored = to_numpy(network.pairwise_lipschitz_constant)
-        consistent = np.shape(pairwise) == stored.shape and np.array_equal(pairwise, stored)
+        consistent = np.shape(pairwise) == np.shape(stored_pairwise) and np.array_equal(
+            pairwise, stored_pairwise
+        )
     if not consistent:
         raise ValueError(
             "The file's lipschitz_constant_ does not match its network's bound: it was "
             "modified, and would certify radii that do not hold."
         )
+
+
+def _publish_bounds(estimator: Any) -> None:
+    """The certificates' bounds from the loaded network (the larger of stored and recomputed)."""
+    network = estimator.network_
+    estimator.lipschitz_constant_ = _published_constant(estimator, network.lipschitz_constant)
+    if network.pairwise_lipschitz_constant is not None:
+        estimator.pairwise_lipschitz_constant_ = to_numpy(network.pairwise_lipschitz_constant)
 
 
 # ------------------------------------------------------------------ the file

@@ -237,6 +237,27 @@ def test_lowered_bounds_and_unknown_contents_are_refused(path):
         sklip.load(path)
 
 
+def test_bounds_lowered_within_the_device_tolerance_certify_as_recomputed(path):
+    """Stored bounds may sit a few last bits below the loading machine's; one
+    lowered by less than the tolerance (1e-9) must not shrink the bound either."""
+    clf, X = _fitted("binary")
+    sklip.save(clf, path)
+    data = path.read_bytes()
+    factor = 1 - 0.5e-9
+
+    def lower_every_copy(manifest):
+        bounds = manifest["networks"]["bounds"]
+        bounds["lipschitz_constant"] *= factor
+        bounds["layers"] = [[value * factor for value in layer] for layer in bounds["layers"]]
+        entry = next(p for p in manifest["state"]["dict"] if p[0] == "lipschitz_constant_")
+        entry[1] *= factor
+
+    path.write_bytes(_rewritten(data, lower_every_copy))
+    loaded = sklip.load(path)
+    assert loaded.lipschitz_constant_ == clf.lipschitz_constant_
+    np.testing.assert_array_equal(loaded.certified_radius(X), clf.certified_radius(X))
+
+
 def test_what_cannot_be_stored_is_named(path):
     with pytest.raises(TypeError, match="sklip estimators"):
         sklip.save(object(), path)

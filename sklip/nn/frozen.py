@@ -191,9 +191,11 @@ class FrozenNetwork:
     def adopt_bounds(self, record: dict[str, Any], pairwise: Tensor | None) -> None:
         """Use a stored record's bounds, after checking that none is below this network's.
 
-        A loaded model then certifies exactly as the saved one did (bounds
-        computed on another device may differ in their last bits), and a file
-        whose bounds were lowered is refused.
+        A loaded model then certifies as the saved one did (bounds computed on
+        another device may differ in their last bits), and a file whose bounds
+        were lowered is refused. Within the tolerance for those last bits,
+        the larger of the stored and recomputed values is kept: a stored bound
+        lowered by less than the tolerance must not certify either.
         """
         own = self.bound_record()
         stored = [record["lipschitz_constant"], record["error_growth"],
@@ -222,12 +224,17 @@ class FrozenNetwork:
                 "The file's certificate bounds are below what its weights imply: it was "
                 "modified, and would certify radii that do not hold."
             )
-        self.lipschitz_constant = float(record["lipschitz_constant"])
-        self._layers = [LayerRounding(*map(float, layer)) for layer in record["layers"]]
+        self.lipschitz_constant = max(float(record["lipschitz_constant"]), self.lipschitz_constant)
+        self._layers = [
+            LayerRounding(*map(max, map(float, stored), mine))
+            for stored, mine in zip(record["layers"], own["layers"], strict=True)
+        ]
         self._inflated_after, _ = propagation(self._layers)
-        self.error_growth = float(record["error_growth"])
+        self.error_growth = max(float(record["error_growth"]), self.error_growth)
         if pairwise is not None:
-            self.pairwise_lipschitz_constant = pairwise.double().cpu()
+            self.pairwise_lipschitz_constant = torch.maximum(
+                pairwise.double().cpu(), self.pairwise_lipschitz_constant
+            )
 
     @property
     def output_lipschitz_constants(self) -> np.ndarray:
