@@ -132,7 +132,10 @@ def lipschitz_bound(module: nn.Module, input_shape: Sequence[int] | None = None)
     Returns
     -------
     float
-        Product of the per-layer bounds, computed in float64.
+        Product of the per-layer bounds, computed in float64. It bounds the
+        module in eval mode, the function sklip evaluates, exports and
+        certifies: in training mode sklip's layers divide by a running
+        power-iteration estimate of their norm instead, which may be low.
 
     Examples
     --------
@@ -257,21 +260,51 @@ def _circular_conv_bound(kernel: Tensor, torus: tuple[int, int], padding: tuple[
 
 
 def leaf_layers(module: nn.Module) -> Iterator[nn.Module]:
-    """The layers of a (possibly nested) ``nn.Sequential``, in order."""
-    if isinstance(module, nn.Sequential):
+    """The layers of a (possibly nested) ``nn.Sequential``, in order.
+
+    Only a container that runs its children one after the other is opened: a
+    subclass with its own ``forward`` (a residual block, say) or with hooks
+    is a layer of its own, which no bound knows.
+    """
+    if isinstance(module, nn.Sequential) and computes_as(module, nn.Sequential):
         for child in module:
             yield from leaf_layers(child)
     else:
         yield module
 
 
+def computes_as(layer: nn.Module, kind: type) -> bool:
+    """Whether ``layer`` computes what ``kind`` does: its ``forward``, and no forward hooks.
+
+    A subclass may override ``forward``; a hook (``torch.nn.utils.weight_norm``,
+    the old ``spectral_norm``, one's own) may recompute the weight when the
+    layer runs, or change its output: the bound of the weights it holds
+    would then not be the bound of what it computes.
+    """
+    return type(layer).forward is kind.forward and not (
+        layer._forward_hooks or layer._forward_pre_hooks
+    )
+
+
 def _layer_bounds(module: nn.Module, input_shape: Sequence[int] | None) -> list[float]:
     layers = list(leaf_layers(module))
     sizes = _conv_input_sizes(module, layers, input_shape)
-    return [_single_layer_bound(layer, sizes.get(id(layer))) for layer in layers]
+    return [_single_layer_bound(layer, sizes.get(id(layer), [None])) for layer in layers]
 
 
-def _single_layer_bound(layer: nn.Module, image_size: tuple[int, int] | None) -> float:
+_BOUNDED_KINDS = (LipschitzLinear, LipschitzConv2d, CayleyConv2d, nn.Linear, nn.Conv2d,
+                  *_ONE_LIPSCHITZ)  # fmt: skip
+
+
+def _single_layer_bound(layer: nn.Module, image_sizes: list[tuple[int, int] | None]) -> float:
+    kind = next((kind for kind in _BOUNDED_KINDS if isinstance(layer, kind)), None)
+    if kind is not None and not computes_as(layer, kind):
+        raise TypeError(
+            f"Layer {layer.__class__.__name__} overrides the forward of {kind.__name__} or "
+            "carries forward hooks (torch.nn.utils.weight_norm, spectral_norm): its weights "
+            "do not say what it computes, so no bound is known; remove the hooks, or use "
+            "torch.nn.utils.parametrize."
+        )
     if isinstance(layer, LipschitzLinear | nn.Linear):
         # On the CPU, like every other bound here: LAPACK's SVD is the one whose
         # error the slack covers, and a CUDA-fitted model gets the bound a
@@ -288,7 +321,8 @@ def _single_layer_bound(layer: nn.Module, image_size: tuple[int, int] | None) ->
             _applied_weight(layer), layer.input_size, layer.padding, padding_mode="circular"
         )
     if isinstance(layer, nn.Conv2d):
-        return _plain_conv_bound(layer, image_size)
+        # One module may run at several image sizes: its bound at each.
+        return max(_plain_conv_bound(layer, size) for size in image_sizes)
     if isinstance(layer, _ONE_LIPSCHITZ):
         return 1.0
     raise TypeError(
@@ -325,15 +359,15 @@ def _applied_weight(layer: nn.Module) -> Tensor:
 
 def _conv_input_sizes(
     module: nn.Module, layers: list[nn.Module], input_shape: Sequence[int] | None
-) -> dict[int, tuple[int, int]]:
-    """Image size entering each plain ``nn.Conv2d``, from one dry forward pass."""
+) -> dict[int, list[tuple[int, int]]]:
+    """Image sizes entering each plain ``nn.Conv2d`` (each run), from one dry forward pass."""
     plain_convs = [layer for layer in layers if isinstance(layer, nn.Conv2d)]
     if input_shape is None or not plain_convs:
         return {}
-    sizes: dict[int, tuple[int, int]] = {}
+    sizes: dict[int, list[tuple[int, int]]] = {}
 
     def record(layer: nn.Module, args: tuple[Tensor, ...]) -> None:
-        sizes[id(layer)] = tuple(args[0].shape[-2:])
+        sizes.setdefault(id(layer), []).append(tuple(args[0].shape[-2:]))
 
     handles = [conv.register_forward_pre_hook(record) for conv in plain_convs]
     try:

@@ -163,7 +163,8 @@ def lipschitz_cnn(
     conv : {"aol", "cayley", "bound"}, default="aol"
         The convolution layer: :class:`AOLConv2d` (almost-orthogonal
         rescaling; "same" zero padding), :class:`CayleyConv2d` (orthogonal,
-        circular) or :class:`LipschitzConv2d` (kernel divided by a bound of its
+        circular; its kernel is cut to the image where the image is smaller) or
+        :class:`LipschitzConv2d` (kernel divided by a bound of its
         norm, "same" zero padding; the layer of sklip before 0.x, which is not
         gradient-norm preserving). Measured in ``benchmarks/images.py``.
     downsampling : {"unshuffle", "pool"}, default="unshuffle"
@@ -199,8 +200,10 @@ def lipschitz_cnn(
         raise ValueError(f"downsampling must be 'pool' or 'unshuffle', got {downsampling!r}.")
     for out_channels in conv_widths:
         options = {"gram_iterations": gram_iterations} if conv == "bound" else {}
+        # A circular kernel wider than the image would wrap onto itself.
+        kernel = min(kernel_size, *size) if conv == "cayley" else kernel_size
         layer = CONVOLUTIONS[conv](
-            channels, out_channels, kernel_size, input_size=size, generator=generator, **options
+            channels, out_channels, kernel, input_size=size, generator=generator, **options
         )
         layers += [layer, make_activation(activation, out_channels)]
         channels = out_channels

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ._utils import eval_mode
+from .bounds import leaf_layers
 from .convolutions import CayleyConv2d
 from .layers import LipschitzConv2d, LipschitzLinear
 
@@ -48,9 +49,7 @@ def export(module: nn.Module) -> nn.Sequential:
 
 
 def _children(module: nn.Module) -> list[nn.Module]:
-    if isinstance(module, nn.Sequential):
-        return [leaf for child in module for leaf in _children(child)]
-    return [module]
+    return list(leaf_layers(module))  # a Sequential with its own forward stays whole
 
 
 def _export_layer(layer: nn.Module) -> nn.Module:
@@ -75,7 +74,7 @@ def _export_layer(layer: nn.Module) -> nn.Module:
             layer, nn.Linear | nn.Conv2d
         ):
             raise TypeError(f"Cannot export layer {layer.__class__.__name__}: unknown parameters.")
-        return copy.deepcopy(layer)
+        return _explicit_padding(copy.deepcopy(layer))
     # Built on the meta device, the plain layer draws no initialisation from (and
     # does not advance) torch's global RNG; its parameters are then the applied
     # ones. (nn.utils.skip_init would do the same through to_empty, whose first
@@ -84,3 +83,27 @@ def _export_layer(layer: nn.Module) -> nn.Module:
     if layer.bias is not None:
         plain.bias = nn.Parameter(layer.bias.detach().clone())
     return plain
+
+
+def _explicit_padding(layer: nn.Module) -> nn.Module:
+    """A plain ``nn.Conv2d`` with ``padding="same"`` or ``"valid"`` as the pair of ints it means.
+
+    The bounds and rounding analyses read ``padding`` as a pair. "same" with an
+    odd kernel pads ``k // 2`` on each side; with an even one torch pads one
+    side more, which a pair cannot say: refused.
+    """
+    if not (isinstance(layer, nn.Conv2d) and isinstance(layer.padding, str)):
+        return layer
+    if layer.padding == "valid":
+        pairs = (0, 0)
+    elif all(k % 2 for k in layer.kernel_size):
+        sizes = zip(layer.kernel_size, layer.dilation, strict=True)
+        pairs = tuple((k - 1) // 2 * d for k, d in sizes)
+    else:
+        raise TypeError(
+            f"{layer!r}: padding='same' with an even kernel pads one side more than the "
+            "other, which sklip does not bound; give the padding as a pair of ints."
+        )
+    layer.padding = pairs
+    layer._reversed_padding_repeated_twice = [p for p in reversed(pairs) for _ in range(2)]
+    return layer

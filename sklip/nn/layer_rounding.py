@@ -69,7 +69,7 @@ def analyse_layer(
         rounding = gamma(n + 1, unit)
         bias = 0.0 if layer.bias is None else float(scaled_norm(layer.bias))
         return LayerRounding(
-            _single_layer_bound(layer, None),
+            _single_layer_bound(layer, [None]),
             rounding * float(scaled_norm(layer.weight)),
             rounding * bias + 2 * n * tiny * math.sqrt(layer.out_features),
         )
@@ -100,7 +100,7 @@ def _analyse_conv(
     bias = 0.0 if conv.bias is None else float(scaled_norm(conv.bias))
     absolute = rounding * bias * math.sqrt(positions)
     absolute += 2 * n * tiny * math.sqrt(conv.out_channels * positions)
-    return LayerRounding(_single_layer_bound(conv, tuple(shape[2:])), relative, absolute)
+    return LayerRounding(_single_layer_bound(conv, [tuple(shape[2:])]), relative, absolute)
 
 
 def taps_per_pixel(conv: nn.Conv2d, shape: tuple[int, ...]) -> int:

@@ -149,3 +149,44 @@ def test_plain_conv_uses_the_image_size_when_given():
     assert size_free == pytest.approx(
         torch.linalg.svdvals(kernel.reshape(2, -1).double())[0].item() * math.sqrt(9)
     )
+
+
+def _explicit_norm(net: nn.Module, shape: tuple[int, ...]) -> float:
+    """The exact operator norm of a linear ``net`` (no biases): its matrix on the basis."""
+    n = math.prod(shape)
+    with torch.no_grad():
+        matrix = net(torch.eye(n, dtype=torch.float64).reshape(n, *shape)).reshape(n, -1)
+    return float(torch.linalg.matrix_norm(matrix, ord=2))
+
+
+def test_a_circular_conv_run_at_two_image_sizes_is_bounded_at_both():
+    """The bound of one size does not bound another: each run's size counts."""
+    conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular", bias=False).double()
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, :, 1] = torch.tensor([1.0, 1.0, -1.0])  # on 2 rows: above, below cancel
+    net = nn.Sequential(conv, nn.Flatten(), nn.Unflatten(1, (1, 2, 8)), conv)
+    assert lipschitz_bound(net, (1, 4, 4)) >= _explicit_norm(net, (1, 4, 4)) * (1 - 1e-12)
+
+
+class _Residual(nn.Sequential):
+    def forward(self, x):
+        return x + super().forward(x)
+
+
+class _Doubled(nn.Linear):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def test_layers_whose_forward_is_not_their_weights_are_refused():
+    """weight_norm recomputes the weight when the layer runs (a hook); a subclass
+    may compute anything: the bound of the weights held would not hold."""
+    hooked = nn.utils.weight_norm(nn.Linear(3, 3))
+    with pytest.raises(TypeError, match="hooks"):
+        lipschitz_bound(nn.Sequential(hooked))
+    with pytest.raises(TypeError, match="_Doubled"):
+        lipschitz_bound(nn.Sequential(_Doubled(3, 3)))
+    with pytest.raises(TypeError, match="_Residual"):
+        lipschitz_bound(nn.Sequential(_Residual(nn.Linear(3, 3))))
+    assert lipschitz_bound(nn.Sequential(nn.Sequential(nn.Linear(3, 3)))) > 0  # plain nesting

@@ -13,6 +13,7 @@ from sklip.nn import (
     L2NormPool2d,
     LipschitzConv2d,
     LipschitzLinear,
+    lipschitz_bound,
     lipschitz_cnn,
     lipschitz_mlp,
 )
@@ -55,6 +56,15 @@ def test_cnn_with_cayley_and_odd_sizes_crops_before_unshuffling():
     assert net(torch.randn(2, 70)).shape == (2, 3)
     head = next(layer for layer in net if isinstance(layer, LipschitzLinear))
     assert head.in_features == 4 * 4 * 3 * 2
+
+
+def test_cnn_with_cayley_cuts_the_kernel_to_images_smaller_than_it():
+    # (5, 7) -> (2, 3) after one unshuffle: a 3x3 circular kernel would wrap.
+    net = lipschitz_cnn((2, 5, 7), (4, 8), (8,), 2, conv="cayley").eval()
+    convs = [layer for layer in net if isinstance(layer, CayleyConv2d)]
+    assert [conv.input_size for conv in convs] == [(5, 7), (2, 3)]
+    assert net(torch.randn(3, 70)).shape == (3, 2)
+    assert lipschitz_bound(net, (70,)) <= 1 + 1e-5
 
 
 @pytest.mark.parametrize(

@@ -68,3 +68,20 @@ def test_export_does_not_touch_the_global_rng():
     torch.manual_seed(5)
     export(net)
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_string_paddings_export_and_freeze_as_the_pairs_they_mean(padding):
+    from sklip.nn import FrozenNetwork
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Unflatten(1, (2, 5, 6)), nn.Conv2d(2, 3, 3, padding=padding),
+                        nn.Flatten(), nn.LazyLinear(2)).double()  # fmt: skip
+    x = torch.randn(4, 60, dtype=torch.float64)
+    expected = net(x)
+    frozen = FrozenNetwork(net, 60)
+    assert torch.equal(frozen(x).outputs, expected.detach())
+    assert torch.equal(export(net)(x), expected.detach())
+    even = nn.Sequential(nn.Unflatten(1, (1, 5, 5)), nn.Conv2d(1, 1, 2, padding="same"))
+    with pytest.raises(TypeError, match="even kernel"):
+        export(even)
