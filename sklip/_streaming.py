@@ -400,8 +400,10 @@ def _check_set(X: Any, name: str, chunk_size: Any) -> Any:
             f"(call {name}.toarray() if it fits in memory)."
         )
     X = as_rows(X, name, ndim=2)
-    if n_rows(X, name) == 0:
-        raise ValueError(f"{name} has no rows: each set needs at least one sample.")
+    rows = n_rows(X, name)
+    if rows < 2:
+        raise ValueError(f"{name} has {rows} row{'' if rows == 1 else 's'}: each set needs "
+                         "at least 2 samples.")  # fmt: skip
     if chunk_size is None:
         X = np.asarray(X)
         if X.dtype.kind not in "biuf":

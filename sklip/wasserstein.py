@@ -364,7 +364,7 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
                 f"{len(found)} class{'' if len(found) == 1 else 'es'}: {found[:10]}."
             )
         if counts.min() < 2:
-            small = classes[counts.argmin()]
+            small = classes[counts.argmin()].tolist()  # 0, not np.int64(0)
             raise ValueError(
                 f"Each sample set needs at least 2 samples; set {small!r} has {counts.min()}."
             )

@@ -180,10 +180,11 @@ def test_streamed_w1_checks_lengths_before_reading_a_row():
 
 @STREAMED
 @pytest.mark.parametrize("name", ["X_p", "X_q"])
-def test_w1_refuses_an_empty_set(chunk_size, name):
+@pytest.mark.parametrize("rows", [0, 1])
+def test_w1_refuses_a_set_of_fewer_than_two_rows(chunk_size, name, rows):
     P, Q = _sets()
-    sets = {"X_p": P, "X_q": Q, name: np.empty((0, 3))}
-    with pytest.raises(ValueError, match=f"{name} has no rows"):
+    sets = {"X_p": P, "X_q": Q, name: np.ones((rows, 3))}
+    with pytest.raises(ValueError, match=f"{name} has {rows} rows?: each set needs at least 2"):
         wasserstein_distance(**sets, chunk_size=chunk_size, **W1_PARAMS)
 
 
