@@ -51,6 +51,7 @@ from ._training import (
     at_most_threads,
     seeds,
     train,
+    training_context,
 )
 from .nn import ACTIVATIONS, FrozenNetwork, hkr_coefficients, lipschitz_cnn, lipschitz_mlp
 
@@ -278,7 +279,8 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
             # its last bits with the thread count (a dask worker has one).
             generator = torch.Generator().manual_seed(init_seed)
             with at_most_threads(1):
-                module = self._build_module(n_features, n_outputs, generator)
+                # float32 whatever torch's default dtype: the data are cast to it.
+                module = self._build_module(n_features, n_outputs, generator).float()
             history, n_iter = [], 0
             self._fitted_architecture = self._architecture()
         return module.to(self.device_), history, n_iter
@@ -345,7 +347,7 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         ``_check_classes(classes)``. Returns the chunk's ``(X, labels, weights)``.
         All or nothing: Ctrl-C or an error leaves the estimator as it was.
         """
-        with unchanged_on_error(self):
+        with unchanged_on_error(self), training_context():  # fit_in_chunks calls it directly
             first = not hasattr(self, "module_")
             X, y = self._validate_X(X, y, reset=first)
             weights = self._targets_and_weights(X, y, sample_weight)
@@ -417,17 +419,19 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         Training runs in float32 (it only has to find good weights); what is
         certified is the frozen float64 network evaluated on the float64 data.
         """
-        # Only ratios of weights matter: scaled so that float32 holds tiny or huge ones.
+        # Only ratios of weights matter: scaled, and the coefficients (weights
+        # over class totals) computed in float64, so that tiny or huge weights,
+        # or classes weighted 1e-50 apart, leave float32 numbers to train with.
         weights = power_scaled(weights)
         class_sums = np.bincount(labels, weights=weights, minlength=max(n_outputs, 2))
         targets = labels if n_outputs > 1 else 2.0 * labels - 1
         coefficients = hkr_coefficients(
-            torch.as_tensor(targets, dtype=torch.float32 if n_outputs == 1 else None),
+            torch.as_tensor(targets, dtype=torch.float64 if n_outputs == 1 else None),
             n_outputs,
-            torch.tensor(weights, dtype=torch.float32),  # a copy: the user's may be read-only
-            torch.as_tensor(class_sums, dtype=torch.float32),
+            torch.tensor(weights, dtype=torch.float64),  # a copy: the user's may be read-only
+            torch.as_tensor(class_sums, dtype=torch.float64),
         )
-        return TrainingSet(self._features_on_device(X), coefficients.to(self.device_))
+        return TrainingSet(self._features_on_device(X), coefficients.float().to(self.device_))
 
     def _features_on_device(self, X: np.ndarray) -> torch.Tensor:
         """``X`` in float32 on ``device_``, for training; values float32 cannot hold are refused."""

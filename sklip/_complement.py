@@ -86,7 +86,8 @@ class SamplingBox:
 
     def uniform_points(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` points uniform in the box."""
-        u = torch.rand(n, self.low.shape[0], generator=generator, device=self.low.device)
+        u = torch.rand(n, self.low.shape[0], generator=generator, device=self.low.device,
+                       dtype=self.low.dtype)  # fmt: skip
         return self.low + u * (self.high - self.low)
 
 
@@ -129,7 +130,9 @@ def toward_boundary(
     points = seeds
     if n_steps == 0:
         return points
-    fraction = torch.rand(seeds.shape[0], 1, generator=generator, device=seeds.device)
+    fraction = torch.rand(
+        seeds.shape[0], 1, generator=generator, device=seeds.device, dtype=seeds.dtype
+    )
     step = fraction / n_steps
     for _ in range(n_steps):
         points = points.detach().requires_grad_(True)

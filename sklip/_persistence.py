@@ -178,7 +178,7 @@ def _restore_networks(estimator: Any, record: dict[str, Any], arrays: dict[str, 
     pairwise = arrays.get("network_.pairwise")
     network.adopt_bounds(record["bounds"], None if pairwise is None else torch.from_numpy(pairwise))
     builder = clone(estimator).set_params(**estimator._fitted_architecture)
-    module = builder._build_module(n_features, record["n_outputs"], torch.Generator())
+    module = builder._build_module(n_features, record["n_outputs"], torch.Generator()).float()
     state = {key: torch.from_numpy(np.array(arrays[f"module_.{key}"]))
              for key in record["module_keys"]}  # fmt: skip
     try:

@@ -252,7 +252,7 @@ def _step_rounding(
     transformed in float32: ``u = 2**-24``, one more rounding for the float64
     parameters, and StandardScaler first rounds ``mean`` to float32: a
     ``shift`` of ``|mean - fl32(mean)| / fl32(scale)``, the same at every
-    input, which does not shrink with the output (1e-1 for a feature of mean
+    input, which does not shrink with the output (0.06 for a feature of mean
     1e6 and spread 1).
     """
     Z = np.asarray(Z_out)

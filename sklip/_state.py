@@ -50,18 +50,21 @@ def unchanged_on_error(estimator: Any, *, deep: bool = False) -> Iterator[None]:
     copy of the attribute dictionary restores them; ``deep`` copies the values
     too, for estimators of other libraries whose updates happen in place.
     Parameters come back as the very objects the user set (scikit-learn keeps
-    them verbatim), and the random generator the block drew from (a
-    ``RandomState`` given as ``random_state``, or numpy's global one for
-    ``None``) is wound back to where it was.
+    them verbatim), and a ``RandomState`` given as ``random_state`` is wound
+    back to where it was. (numpy's global generator, drawn from with
+    ``random_state=None``, is not: fits in other threads may have drawn from
+    it since, as scikit-learn's estimators do.)
     """
     saved = dict(estimator.__dict__)
     copies = copy.deepcopy(saved) if deep else saved
-    generator = _generator_of(estimator)
+    parameters = _parameter_names(estimator)
+    generator = getattr(estimator, "random_state", None)
+    if not isinstance(generator, np.random.RandomState):
+        generator = None
     position = generator.get_state() if generator is not None else None
     try:
         yield
     except BaseException:
-        parameters = _parameter_names(estimator)
         estimator.__dict__.clear()
         estimator.__dict__.update(
             {name: saved[name] if name in parameters else value for name, value in copies.items()}
@@ -76,12 +79,6 @@ def _parameter_names(estimator: Any) -> set[str]:
     return set(get_params(deep=False)) if callable(get_params) else set()
 
 
-def _generator_of(estimator: Any) -> np.random.RandomState | None:
-    """The numpy generator a fit draws from: scikit-learn's ``check_random_state`` rule."""
-    seed = getattr(estimator, "random_state", 0)
-    if seed is None:
-        return np.random.mtrand._rand  # what check_random_state(None) draws from
-    return seed if isinstance(seed, np.random.RandomState) else None
 
 
 class DevicePortable:

@@ -349,11 +349,21 @@ def _weights_of(weights: Any, start: int, stop: int) -> np.ndarray:
 
 
 def _mean_potential(estimator: Any, X: Any, weights: Any, chunk_size: int) -> float:
-    """Weighted mean of ``estimator.decision_function`` over ``X``, one chunk at a time."""
+    """Weighted mean of ``estimator.decision_function`` over ``X``, one chunk at a time.
+
+    The weights are scaled by the power of two that puts the largest in [1, 2)
+    (a first pass finds it): only their ratios matter, and huge ones would
+    overflow the sums (1e307 each gave NaN).
+    """
+    exponent = 0
+    if weights is not None:
+        blocks = row_blocks(X, chunk_size)
+        largest = max(float(_weights_of(weights, *block).max()) for block in blocks)
+        exponent = 1 - int(np.frexp(largest)[1])
     total = weight = 0.0
     for start, stop in row_blocks(X, chunk_size):
         potential = estimator.decision_function(read_rows(X, start, stop))
-        w = _weights_of(weights, start, stop)
+        w = np.ldexp(_weights_of(weights, start, stop), exponent)
         total += float(potential @ w)
         weight += float(w.sum())
     return total / weight

@@ -252,23 +252,15 @@ def _run_epoch(
 
 @contextmanager
 def training_context() -> Iterator[None]:
-    """Autograd on and float32 as torch's default dtype, whatever the caller set.
+    """Autograd on, whatever the caller set (both settings are per thread).
 
     Training and attacks differentiate, so a caller's ``torch.no_grad()`` or
-    ``torch.inference_mode()`` must not reach them; networks are built and
-    trained in float32, the dtype the data are cast to. The default dtype is
-    process-wide: it is changed (and put back) only when the caller changed it.
+    ``torch.inference_mode()`` must not reach them. (torch's default dtype is
+    left alone: it is process-wide, and the networks are cast to float32
+    where they are built, see ``_network_to_train``.)
     """
-    caller_dtype = torch.get_default_dtype()
     with torch.inference_mode(False), torch.enable_grad():
-        if caller_dtype == torch.float32:
-            yield
-            return
-        torch.set_default_dtype(torch.float32)
-        try:
-            yield
-        finally:
-            torch.set_default_dtype(caller_dtype)
+        yield
 
 
 SMALL_STEP = 10_000_000  # multiply-adds of a batch's forward pass; see the module notes

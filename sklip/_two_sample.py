@@ -52,7 +52,7 @@ class WassersteinTestResult:
         Permutation p-value of :math:`H_0: P = Q` against :math:`T > 0`:
         ``(1 + #{T_perm >= T}) / (1 + n_permutations)``.
     confidence_lower_bound : float
-        :math:`T - z\\,\\hat s`, floored at 0: a lower bound of the population
+        :math:`T - t\\,\\hat s` (Student's quantile), floored at 0: a lower bound of the population
         :math:`W_1(P, Q)` at (asymptotic) level ``confidence_level``.
     distance : float
         The critic's dual value on the rows it was fitted on

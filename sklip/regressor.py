@@ -19,7 +19,7 @@ from torch import nn
 from ._attacks import radius_per_row
 from ._base import LipschitzEstimatorBase
 from ._device import resolve_device
-from ._inputs import checked_positive_weights, checked_weights, naming
+from ._inputs import checked_positive_weights, checked_weights, naming, power_scaled
 from ._regression_objective import (
     LOSSES,
     RegressionObjective,
@@ -244,7 +244,8 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
                 f"y has {Y.shape[1]} outputs, but the regressor was fitted with "
                 f"{self._target_mean.shape[0]}; set warm_start=False to train anew."
             )
-        return X, Y, checked_positive_weights(sample_weight, X)
+        # Only ratios of weights matter: scaled so that 1e300 does not overflow w * y.
+        return X, Y, power_scaled(checked_positive_weights(sample_weight, X))
 
     def _hold_out(self, X, Y, weights, rng):
         X_fit, X_val, Y_fit, Y_val, w_fit, w_val = train_test_split(

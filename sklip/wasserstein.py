@@ -127,9 +127,9 @@ class WassersteinEstimator(ClassifierMixin, LipschitzEstimatorBase):
         error (central limit theorem). This critic may be another epoch than
         the published one, which all held-out rows chose. Floored at 0. NaN
         after a warm start (the earlier critic may have seen the held-out
-        rows) and when the bounding rows hold fewer than 2 rows of positive
-        weight of a set; :func:`sklip.wasserstein_test` gives a bound at any
-        level.
+        rows) and when a set's bounding rows count fewer than 2 effective
+        rows (:math:`(\sum w)^2 / \sum w^2`, the row count for equal
+        weights); :func:`sklip.wasserstein_test` gives a bound at any level.
     validation_distance_ : float
         Dual value on the held-out part only (with early stopping). The best
         epoch is chosen by this same value, so it is biased upwards as an
@@ -469,7 +469,7 @@ def wasserstein_distance(
     TypeError
         If ``X_p`` or ``X_q`` is a scipy sparse matrix (dense arrays are needed).
     ValueError
-        If a set is not 2-D or has no rows, the sets have different numbers of
+        If a set is not 2-D or has fewer than 2 rows, the sets have different numbers of
         features, a set's weights are not one finite non-negative number per
         row or sum to zero, or ``chunk_size`` is not an integer of at least 2.
         Shapes are checked from ``.shape`` and the weights chunk by chunk, so

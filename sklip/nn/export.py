@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ._utils import eval_mode
-from .bounds import leaf_layers
+from .bounds import computes_as, leaf_layers
 from .convolutions import CayleyConv2d
 from .layers import LipschitzConv2d, LipschitzLinear
 
@@ -53,6 +53,14 @@ def _children(module: nn.Module) -> list[nn.Module]:
 
 
 def _export_layer(layer: nn.Module) -> nn.Module:
+    sklip_kinds = (LipschitzLinear, LipschitzConv2d, CayleyConv2d)
+    kind = next((k for k in sklip_kinds if isinstance(layer, k)), None)
+    if kind is not None and not computes_as(layer, kind):
+        # Rebuilt as a plain layer, it would silently lose what the hook or forward adds.
+        raise TypeError(
+            f"Cannot export layer {layer.__class__.__name__}: it overrides the forward of "
+            f"{kind.__name__} or carries forward hooks."
+        )
     if isinstance(layer, LipschitzLinear):
         plain = nn.Linear(
             layer.in_features, layer.out_features, bias=layer.bias is not None, device="meta"

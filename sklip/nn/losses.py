@@ -443,16 +443,22 @@ def _binary_coefficients(y: Tensor, w: Tensor, class_weight_sums: Tensor | None)
         sums = class_weight_sums.to(w)
     else:
         sums = torch.stack(((w * (1 - positive)).sum(), (w * positive).sum()))
-    # An absent class contributes a zero mean rather than 0/0.
-    sums = sums.clamp_min(1e-12)
+    # An absent class (no weight: every term 0) contributes a zero mean rather
+    # than 0/0; any positive total, however small, is divided by as it is.
+    sums = _nonzero(sums)
     kr = w * (positive / sums[1] - (1 - positive) / sums[0])
     return torch.stack((kr, 2 * positive - 1, w / sums.sum()), dim=1)
 
 
+def _nonzero(sums: Tensor) -> Tensor:
+    """Weight totals with 0 (an absent class) read as 1: its terms are all 0 anyway."""
+    return torch.where(sums > 0, sums, torch.ones_like(sums))
+
+
 def _one_vs_all_coefficients(member: Tensor, w: Tensor, class_sums: Tensor) -> Tensor:
     n_classes = member.shape[1]
-    rest_sums = (class_sums.sum() - class_sums).clamp_min(1e-12)
-    inside = member / class_sums.clamp_min(1e-12)
+    rest_sums = _nonzero(class_sums.sum() - class_sums)
+    inside = member / _nonzero(class_sums)
     outside = (1 - member) / rest_sums
     kr = w[:, None] * (inside - outside) / n_classes
     # The true class's hinge weighs K - 1, each other class's 1: for balanced
