@@ -179,6 +179,7 @@ class _Doubled(nn.Linear):
         return 2 * super().forward(x)
 
 
+@pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")  # the hook API, on purpose
 def test_layers_whose_forward_is_not_their_weights_are_refused():
     """weight_norm recomputes the weight when the layer runs (a hook); a subclass
     may compute anything: the bound of the weights held would not hold."""
