@@ -58,7 +58,8 @@ def to_onnx(
     own computation: it subtracts a proven bound of that computation's
     rounding, measured against the float64 network (see the user guide's
     "Deploying a model"), and is never larger than the estimator's
-    ``certified_radius``. The bound assumes IEEE arithmetic in any summation
+    ``certified_radius`` (a Pipeline's on float64 rows: the graph scales in
+    float64). The bound assumes IEEE arithmetic in any summation
     order, with or without fused multiply-adds (a float32 graph's also with
     subnormals flushed to zero): not a runtime's reduced-precision modes
     (TF32, bfloat16 GEMMs).

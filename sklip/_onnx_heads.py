@@ -53,6 +53,11 @@ def _labels(graph: GraphBuilder, classes: np.ndarray, index: str) -> tuple[str, 
     """``classes[index]`` as a graph value, and its dtype."""
     classes = np.asarray(classes)
     if classes.dtype.kind in "iu":
+        if classes.size and classes.max() > np.iinfo(np.int64).max:
+            raise TypeError(
+                "to_onnx exports integer class labels as int64; classes_ holds labels above "
+                "2**63 - 1, which would wrap: encode them as strings or smaller integers."
+            )
         kind = np.int64
     elif classes.dtype.kind == "f":
         kind = np.float64

@@ -51,8 +51,10 @@ def fit_in_chunks(
     stored in random order (each chunk then holds every class).
 
     Works with any estimator that has ``partial_fit`` (``classes`` is passed
-    to classifiers only). For sklip's estimators, ``partial_fit``'s summary
-    (``temperature_``, ``distance_``) is computed on the last chunk only.
+    to classifiers only). For :class:`LipschitzClassifier`, ``partial_fit``'s
+    summary (``temperature_``) is computed on the last chunk only; every other
+    estimator gets exactly its ``partial_fit`` loop. Chunks whose
+    ``sample_weight`` is all 0 are skipped.
 
     All or nothing: if a chunk raises (a NaN row in chunk 5, say), the
     estimator is restored as it was before the call, and the error
@@ -125,9 +127,18 @@ def fit_in_chunks(
         for _ in range(n_passes)
         for block in (rng.permutation(blocks).tolist() if shuffle else blocks)
     ]
-    # sklip's estimators train on the middle chunks without partial_fit's
-    # summary (a forward pass over the chunk); the first call validates.
-    train_only = getattr(estimator, "_partial_fit_hkr", None)
+    if sample_weight is not None:
+        # A chunk without weight has nothing to learn from (and partial_fit
+        # refuses it): skipped, as fit would weigh those rows 0.
+        visits = [(a, b) for a, b in visits if np.any(read_rows(sample_weight, a, b))]
+        if not visits:
+            raise ValueError("sample_weight is 0 on every row: there is nothing to learn from.")
+    # The classifier trains on the middle chunks without partial_fit's summary
+    # (temperature_: a forward pass over the chunk, which training never reads);
+    # the first call validates. The others' summaries steer training (the W1
+    # critic's sign) or their partial_fit is their own: every chunk goes there.
+    unsummarised_chunks = getattr(estimator, "_trains_chunks_unsummarised", False)
+    train_only = estimator._partial_fit_hkr if unsummarised_chunks else None
     # Any error but Ctrl-C leaves the estimator as it was before the call, not
     # half-trained with figures of an older network (a deep copy: estimators of
     # other libraries update their attributes in place).

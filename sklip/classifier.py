@@ -134,6 +134,9 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
     >>> radius = clf.certified_radius(X[:3])  # no L2 change smaller flips them
     """
 
+    # fit_in_chunks may train its middle chunks without the summary (temperature_).
+    _trains_chunks_unsummarised = True
+
     def __init__(
         self,
         hidden_layer_sizes=(128, 128),

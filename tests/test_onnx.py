@@ -302,6 +302,9 @@ def test_bad_arguments_are_refused_by_name(fitted, tmp_path):
     pipe = make_pipeline(FunctionTransformer(np.tanh), LipschitzClassifier(max_epochs=1))
     with pytest.raises(TypeError, match="FunctionTransformer"):
         sklip.to_onnx(pipe.fit(X, X[:, 0] > 0))
+    huge = np.where(X[:, 0] > 0, np.uint64(2**63 + 5), np.uint64(1))  # would wrap in int64
+    with pytest.raises(TypeError, match="2\\*\\*63"):
+        LipschitzClassifier(max_epochs=1).fit(X, huge).to_onnx()
     path = tmp_path / "clf.onnx"
     model = clf.to_onnx(path)
     import onnx

@@ -152,6 +152,46 @@ def test_fit_in_chunks_drives_any_incremental_estimator():
         fit_in_chunks(_small(), X, y, n_passes=0)
 
 
+@pytest.mark.parametrize("kind", ["wasserstein", "regressor", "detector"])
+def test_fit_in_chunks_is_the_partial_fit_loop_for_every_other_sklip_estimator(kind):
+    """The classifier alone skips the middle chunks' summary: the W1 critic's
+    summary flips its sign (which steers training), and the regressor's and
+    detector's partial_fit are their own (they failed from the third chunk)."""
+    from sklip import LipschitzOutlierDetector, LipschitzRegressor
+
+    X, y = _blobs()
+    if kind == "wasserstein":  # close sets: some chunks' critics come out negated
+        rng = np.random.RandomState(0)
+        X = np.vstack((rng.normal(size=(100, 2)), rng.normal(size=(100, 2)) + np.array([0.3, 0.0])))
+        y = np.repeat([0, 1], 100)
+        order = rng.permutation(200)
+        X, y = X[order], y[order]
+        make, args, kwargs = WassersteinEstimator, (X, y), {"classes": [0, 1]}
+    elif kind == "regressor":
+        make, args, kwargs = LipschitzRegressor, (X, X[:, 0]), {}
+    else:
+        make, args, kwargs = LipschitzOutlierDetector, (X, None), {}
+    params = {"hidden_layer_sizes": (8,), "random_state": 1, "batch_size": 16}
+    chunked = fit_in_chunks(make(**params), *args, chunk_size=50, shuffle=False)
+    looped = make(**params)
+    for start in range(0, len(X), 50):
+        rows = slice(start, start + 50)
+        looped.partial_fit(args[0][rows], None if args[1] is None else args[1][rows], **kwargs)
+    outputs = "decision_function" if kind == "wasserstein" else "predict"
+    assert np.array_equal(getattr(chunked, outputs)(X), getattr(looped, outputs)(X))
+    assert chunked.n_iter_ == looped.n_iter_ == 4
+
+
+def test_fit_in_chunks_skips_chunks_without_weight():
+    X, y = _blobs()
+    weights = np.ones(len(X))
+    weights[50:100] = 0.0  # the second chunk
+    clf = fit_in_chunks(_small(), X, y, sample_weight=weights, chunk_size=50, shuffle=False)
+    assert clf.n_iter_ == 3
+    with pytest.raises(ValueError, match="sample_weight is 0 on every row"):
+        fit_in_chunks(_small(), X, y, sample_weight=np.zeros(len(X)), chunk_size=50)
+
+
 class _PeakResidentSet:
     """Samples this process's resident set (Linux /proc) every 2 ms in a thread."""
 
