@@ -57,6 +57,7 @@ from .nn import ACTIVATIONS, FrozenNetwork, hkr_coefficients, lipschitz_cnn, lip
 
 _DTYPES = [np.float64, np.float32]  # float32 stays float32 (exact in float64); the rest float64
 _PREDICT_CHUNK = 4096  # rows per forward pass at predict time: bounds memory
+_PREDICT_BYTES = 2**28  # and at most this much for a row-chunk's largest buffer
 
 
 class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
@@ -477,8 +478,12 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         # interleaved with the chunks' temporaries fragmented the heap (measured:
         # 740 MB of extra RSS for 37 MB of data at the end of a W1 fit, 120 MB
         # this way).
-        for start in range(0, n, _PREDICT_CHUNK):
-            rows = slice(start, start + _PREDICT_CHUNK)
+        # Fewer rows at once where a layer's buffer per row is large (a Cayley
+        # convolution unfolds a whole image per output pixel: 30 GB for 1347
+        # rows of 28x28 images).
+        step = max(1, min(_PREDICT_CHUNK, _PREDICT_BYTES // max(network.row_bytes, 1)))
+        for start in range(0, n, step):
+            rows = slice(start, start + step)
             # A float64 copy: exact from float32, and a read-only input (a memory
             # map) stays untouched.
             chunk = torch.tensor(X[rows], dtype=torch.float64, device=self.device_)

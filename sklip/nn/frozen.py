@@ -256,6 +256,27 @@ class FrozenNetwork:
         return np.minimum(bounds, self.lipschitz_constant)
 
     @property
+    def row_bytes(self) -> int:
+        """Bytes of the largest buffer one row needs in a forward pass.
+
+        A convolution on the CPU unfolds its input: ``C k_h k_w`` values per
+        output position (a circular Cayley kernel spans the whole image, so
+        that is the image size squared per channel); other layers hold their
+        input and output. Callers size their chunks of rows by it.
+        """
+        largest = 0
+        for layer, shape in zip(self.module, self.input_shapes, strict=True):
+            values = math.prod(shape[1:])
+            if isinstance(layer, nn.Conv2d):
+                k_h, k_w = layer.kernel_size
+                pad_h, pad_w = layer.padding if isinstance(layer.padding, tuple) else (0, 0)
+                out_h = (shape[2] + 2 * pad_h - k_h) // layer.stride[0] + 1
+                out_w = (shape[3] + 2 * pad_w - k_w) // layer.stride[1] + 1
+                values = max(values, layer.in_channels * k_h * k_w * out_h * out_w)
+            largest = max(largest, values)
+        return 8 * largest
+
+    @property
     def n_outputs(self) -> int:
         return self.module[-1].out_features
 

@@ -34,3 +34,15 @@ def test_conv2d_as_dot_products_matches_conv2d_in_float64(kernel_size, stride, p
     if conv.bias is not None:
         scale = scale + conv.bias.abs()[:, None, None]
     assert ((got - expected).abs() <= 1e-14 * scale + 1e-300).all()
+
+
+def test_row_bytes_counts_a_convolutions_unfolded_input():
+    """What prediction sizes its chunks of rows by: C k_h k_w values per output pixel."""
+    from sklip.nn import FrozenNetwork, lipschitz_cnn
+
+    net = lipschitz_cnn((1, 8, 8), (4,), (8,), 2, conv="cayley").eval()
+    frozen = FrozenNetwork(net, 64)
+    conv = next(layer for layer in frozen.module if isinstance(layer, torch.nn.Conv2d))
+    # The Cayley kernel spans the 8x8 torus: at least 64 taps per output pixel, 64 pixels.
+    assert min(conv.kernel_size) >= 8
+    assert frozen.row_bytes >= 8 * 1 * 64 * 64
