@@ -30,8 +30,8 @@ def atomic(method: Method) -> Method:
     the estimator exactly, whatever raised and wherever: bad labels found
     after the features were validated, a device that does not exist, a
     diverged training run, Ctrl-C in ``partial_fit``. The method runs in
-    :func:`~sklip._training.training_context` (autograd on, float32 default
-    dtype), whatever the caller's torch settings.
+    :func:`~sklip._training.training_context` (autograd on, whatever the
+    caller's ``torch.no_grad()`` or ``torch.inference_mode()``).
     """
 
     @functools.wraps(method)
@@ -77,8 +77,6 @@ def unchanged_on_error(estimator: Any, *, deep: bool = False) -> Iterator[None]:
 def _parameter_names(estimator: Any) -> set[str]:
     get_params = getattr(estimator, "get_params", None)
     return set(get_params(deep=False)) if callable(get_params) else set()
-
-
 
 
 class DevicePortable:
