@@ -116,6 +116,9 @@ def to_onnx(
     eps = None
     if with_radius and head_type.takes_eps:
         eps = graph.op("Reshape", "eps", graph.integers([-1, 1]))
+        # A negative (or NaN) eps bounds nothing: NaN bounds, not low > high.
+        valid = graph.op("GreaterOrEqual", eps, graph.double(0.0))
+        eps = graph.op("Where", valid, eps, graph.double(float("nan")))
         if preprocessing is not None:
             eps = preprocessing.inner_radius(graph, eps)
     head = head_type.emit(graph, final, outputs, penalty, growth, eps)

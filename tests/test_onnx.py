@@ -133,6 +133,8 @@ def test_regressor_graph_bounds_contain_the_estimator_interval(fitted, name, dty
                                atol=width * (1 + np.abs(predicted).max()))  # fmt: skip
     without = run(reg.to_onnx(dtype=dtype, with_radius=False), X)
     assert set(without) == {"prediction"}
+    negative = run(sklip.to_onnx(reg, dtype=dtype), X, -eps - 1.0)  # bounds nothing
+    assert np.isnan(negative["low"]).all() and np.isnan(negative["high"]).all()
 
 
 @pytest.mark.parametrize(
