@@ -434,6 +434,12 @@ class LipschitzEstimatorBase(DevicePortable, BaseEstimator):
         )
         return TrainingSet(self._features_on_device(X), coefficients.float().to(self.device_))
 
+    def _scored(self, metric: Any, X: Any, y: Any, sample_weight: Any) -> float:
+        """``metric(y, predict(X))``, weighted by checked (non-negative) ``sample_weight``."""
+        predicted = self.predict(X)
+        weights = None if sample_weight is None else checked_weights(sample_weight, predicted)
+        return float(naming("y", metric, y, predicted, sample_weight=weights))
+
     def _features_on_device(self, X: np.ndarray) -> torch.Tensor:
         """``X`` in float32 on ``device_``, for training; values float32 cannot hold are refused."""
         with np.errstate(over="ignore"):  # values beyond float32 are refused just below

@@ -98,7 +98,8 @@ def confidence_lower_bound(
     for k in (0, 1):
         mask = labels == k
         f, w = potential[mask] / lipschitz_constant, _set_weights(weights, mask)
-        total, effective = w.sum(), w.sum() ** 2 / np.dot(w, w) if w.any() else 0.0
+        total = w.sum()
+        effective = total**2 / np.dot(w, w) if w.any() else 0.0
         if not effective >= 2 - 1e-9:  # two equal weights give 2 up to rounding
             return float("nan")
         mean = np.dot(w, f) / total

@@ -161,7 +161,12 @@ def power_scaled(weights: np.ndarray) -> np.ndarray:
     largest = float(np.max(weights)) if len(weights) else 0.0
     if not largest > 0:
         return weights
-    return np.ldexp(weights, 1 - np.frexp(largest)[1])
+    return np.ldexp(weights, unit_exponent(largest))
+
+
+def unit_exponent(largest: float) -> int:
+    """The power of two ``e`` with ``largest * 2**e`` in [1, 2) (``largest > 0``)."""
+    return 1 - int(np.frexp(largest)[1])
 
 
 def checked_positive_weights(sample_weight: Any, X: Any) -> np.ndarray:

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from sklearn.base import is_classifier
 from sklearn.utils import check_random_state
 
-from ._inputs import check_exactly_representable
+from ._inputs import check_exactly_representable, unit_exponent
 from ._state import unchanged_on_error
 
 CHUNK_BYTES = 64 * 2**20  # default chunk: about 64 MB of features
@@ -121,18 +121,18 @@ def fit_in_chunks(
         raise ValueError(f"X holds no rows to fit on: shape {X.shape}.")
     if is_classifier(estimator) and classes is None and not hasattr(estimator, "classes_"):
         classes = _unique(y, blocks)
+    if sample_weight is not None:
+        # A chunk without weight has nothing to learn from (and partial_fit
+        # refuses it): skipped, as fit would weigh those rows 0.
+        blocks = [(a, b) for a, b in blocks if np.any(read_rows(sample_weight, a, b))]
+        if not blocks:
+            raise ValueError("sample_weight is 0 on every row: there is nothing to learn from.")
     rng = check_random_state(random_state)
     visits = [
         block
         for _ in range(n_passes)
         for block in (rng.permutation(blocks).tolist() if shuffle else blocks)
     ]
-    if sample_weight is not None:
-        # A chunk without weight has nothing to learn from (and partial_fit
-        # refuses it): skipped, as fit would weigh those rows 0.
-        visits = [(a, b) for a, b in visits if np.any(read_rows(sample_weight, a, b))]
-        if not visits:
-            raise ValueError("sample_weight is 0 on every row: there is nothing to learn from.")
     # The classifier trains on the middle chunks without partial_fit's summary
     # (temperature_: a forward pass over the chunk, which training never reads);
     # the first call validates. The others' summaries steer training (the W1
@@ -369,8 +369,7 @@ def _mean_potential(estimator: Any, X: Any, weights: Any, chunk_size: int) -> fl
     exponent = 0
     if weights is not None:
         blocks = row_blocks(X, chunk_size)
-        largest = max(float(_weights_of(weights, *block).max()) for block in blocks)
-        exponent = 1 - int(np.frexp(largest)[1])
+        exponent = unit_exponent(max(float(_weights_of(weights, *b).max()) for b in blocks))
     total = weight = 0.0
     for start, stop in row_blocks(X, chunk_size):
         potential = estimator.decision_function(read_rows(X, start, stop))

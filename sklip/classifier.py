@@ -11,7 +11,6 @@ from sklearn.metrics import accuracy_score
 
 from ._base import LipschitzEstimatorBase
 from ._calibration import fit_temperature, log_softmax, softmax
-from ._inputs import checked_weights, naming
 from ._state import atomic
 from .robustness import radius_from_outputs
 
@@ -348,9 +347,7 @@ class LipschitzClassifier(ClassifierMixin, LipschitzEstimatorBase):
         -------
         float
         """
-        predicted = self.predict(X)
-        weights = None if sample_weight is None else checked_weights(sample_weight, predicted)
-        return naming("y", accuracy_score, y, predicted, sample_weight=weights)
+        return self._scored(accuracy_score, X, y, sample_weight)
 
     def certified_radius(self, X: Any) -> np.ndarray:
         r"""Certified L2 robustness radius of each prediction, in the units of ``X``.

@@ -19,7 +19,7 @@ from torch import nn
 from ._attacks import radius_per_row
 from ._base import LipschitzEstimatorBase
 from ._device import resolve_device
-from ._inputs import checked_positive_weights, checked_weights, naming, power_scaled
+from ._inputs import checked_positive_weights, naming, power_scaled
 from ._regression_objective import (
     LOSSES,
     RegressionObjective,
@@ -351,9 +351,7 @@ class LipschitzRegressor(RegressorMixin, LipschitzEstimatorBase):
         -------
         float
         """
-        predicted = self.predict(X)
-        weights = None if sample_weight is None else checked_weights(sample_weight, predicted)
-        return float(naming("y", r2_score, y, predicted, sample_weight=weights))
+        return self._scored(r2_score, X, y, sample_weight)
 
     @property
     def output_lipschitz_constants_(self) -> np.ndarray:

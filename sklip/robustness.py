@@ -120,13 +120,6 @@ def radius_from_outputs(
     slack = np.zeros(n) if error is None else np.asarray(error, dtype=np.float64)
     if slack.shape != (n,) or np.any(slack < 0):
         raise ValueError(f"error must be {n} non-negative values, one per row of outputs.")
-    if not (np.isfinite(error_growth) and error_growth >= 0):
-        raise ValueError(f"error_growth must be finite and non-negative, got {error_growth!r}.")
-    if not (np.isfinite(lipschitz_constant) and lipschitz_constant > 0):
-        raise ValueError(
-            f"lipschitz_constant must be positive and finite, got {lipschitz_constant!r}: "
-            "a zero or infinite bound certifies nothing."
-        )
     with np.errstate(invalid="ignore", over="ignore"):
         if outputs.shape[1] == 1:
             radius = (np.abs(outputs[:, 0]) - slack) / (lipschitz_constant + error_growth)
